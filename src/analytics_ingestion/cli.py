@@ -1,0 +1,113 @@
+"""The command line: `analytics-ingestion serve | migrate [all|pre|post|status|dry-run]`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from analytics_ingestion import migrations, store
+from analytics_ingestion.embedded import EmbeddedError, EmbeddedPostgres
+from analytics_ingestion.errors import ConfigError, Unavailable
+from analytics_ingestion.settings import Settings
+
+log = logging.getLogger("analytics_ingestion")
+
+EMBEDDED_DATABASE = "analytics"
+
+
+@contextmanager
+def database_url(settings: Settings) -> Iterator[str]:
+    """The configured database, or an embedded one started for as long as it is needed."""
+    if settings.database_url is not None:
+        yield settings.database_url
+        return
+    embedded = EmbeddedPostgres(
+        settings.embedded_data_dir,
+        bin_dir=settings.embedded_postgres_bin,
+        os_user=settings.embedded_os_user,
+    )
+    log.warning(
+        "no DATABASE_URL or PLATFORM_DATABASE_URL set: using an embedded PostgreSQL "
+        "(binaries in %s, data in %s)",
+        embedded.bin_dir,
+        embedded.data_dir,
+    )
+    embedded.start()
+    try:
+        asyncio.run(store.ensure_database(embedded.url(), EMBEDDED_DATABASE))
+        log.warning(
+            "embedded database ready; look at it with: psql -h %s -U postgres %s",
+            embedded.socket_dir,
+            EMBEDDED_DATABASE,
+        )
+        yield embedded.url(EMBEDDED_DATABASE)
+    finally:
+        embedded.stop()
+
+
+def serve(settings: Settings) -> None:
+    import uvicorn
+
+    from analytics_ingestion.app import create_app
+
+    with database_url(settings) as url:
+        uvicorn.run(
+            create_app(settings, url),
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level.lower(),
+            lifespan="on",
+            timeout_graceful_shutdown=int(settings.shutdown_timeout_seconds) or None,
+        )
+
+
+async def _migrate(url: str, command: str) -> None:
+    connection = await store.connect(url)
+    try:
+        if command == "status":
+            print(await migrations.status(connection))
+        elif command == "dry-run":
+            print(await migrations.dry_run(connection))
+        else:
+            applied = await migrations.migrate(connection, command)
+            if not applied:
+                print(f"nothing pending ({command})")
+    finally:
+        await connection.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="analytics-ingestion",
+        description="Receives the platform's analytics events over HTTP and stores them.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="run the HTTP service")
+    migrate = commands.add_parser("migrate", help="apply or inspect the schema migrations")
+    migrate.add_argument(
+        "action",
+        nargs="?",
+        default="all",
+        choices=["all", "pre", "post", "status", "dry-run"],
+        help="all (default), pre-deploy, post-deploy, status, or print the SQL (dry-run)",
+    )
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_environ()
+        logging.basicConfig(
+            level=settings.log_level,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        if args.command == "serve":
+            serve(settings)
+        else:
+            with database_url(settings) as url:
+                asyncio.run(_migrate(url, args.action))
+    except (ConfigError, EmbeddedError, Unavailable) as error:
+        print(f"analytics-ingestion: {error}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,173 @@
+"""Configuration: the only module that reads the environment.
+
+Every setting is read by `Settings.from_environ`, which takes a mapping so tests pass a
+dict. An invalid value raises `ConfigError` naming the variable, the value and what was
+expected.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from analytics_ingestion.errors import ConfigError
+
+T = TypeVar("T")
+
+APP_DIR_NAME = "adi-analytics-ingestion"
+
+
+def default_data_dir(environ: Mapping[str, str], is_root: bool) -> Path:
+    """Where the embedded PostgreSQL keeps its files when no directory is configured.
+
+    Root gets a system directory: PostgreSQL refuses to run as root, and the user it runs
+    as cannot enter root's home.
+    """
+    if is_root:
+        return Path("/var/lib") / APP_DIR_NAME / "postgres"
+    home = Path(environ.get("HOME") or Path.home())
+    base = Path(environ["XDG_DATA_HOME"]) if environ.get("XDG_DATA_HOME") else home / ".local/share"
+    return base / APP_DIR_NAME / "postgres"
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "0.0.0.0"
+    port: int = 8094
+    database_url: str | None = None
+    migrate_on_start: bool = True
+    embedded_data_dir: Path = Path("postgres")
+    embedded_postgres_bin: Path | None = None
+    embedded_os_user: str | None = None
+    max_body_bytes: int = 64 * 1024 * 1024
+    queue_max_events: int = 200_000
+    flush_max_events: int = 5_000
+    flush_linger_seconds: float = 0.0
+    writer_connections: int = 2
+    queue_timeout_seconds: float = 5.0
+    flush_timeout_seconds: float = 10.0
+    retry_after_seconds: int = 1
+    shutdown_timeout_seconds: float = 20.0
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        read = _Reader(env)
+        return cls(
+            host=read.text("HOST", cls.host),
+            port=read.integer("PORT", cls.port, minimum=1, maximum=65535),
+            database_url=read.database_url(),
+            migrate_on_start=read.boolean("MIGRATE_ON_START", cls.migrate_on_start),
+            embedded_data_dir=read.path("EMBEDDED_DATA_DIR")
+            or default_data_dir(env, is_root=os.geteuid() == 0),
+            embedded_postgres_bin=read.path("EMBEDDED_POSTGRES_BIN"),
+            embedded_os_user=read.optional_text("EMBEDDED_OS_USER"),
+            max_body_bytes=read.integer("MAX_BODY_BYTES", cls.max_body_bytes, minimum=1024),
+            queue_max_events=read.integer("QUEUE_MAX_EVENTS", cls.queue_max_events, minimum=1),
+            flush_max_events=read.integer("FLUSH_MAX_EVENTS", cls.flush_max_events, minimum=1),
+            flush_linger_seconds=read.number(
+                "FLUSH_LINGER_SECONDS", cls.flush_linger_seconds, minimum=0.0
+            ),
+            writer_connections=read.integer(
+                "WRITER_CONNECTIONS", cls.writer_connections, minimum=1, maximum=64
+            ),
+            queue_timeout_seconds=read.number(
+                "QUEUE_TIMEOUT_SECONDS", cls.queue_timeout_seconds, minimum=0.01
+            ),
+            flush_timeout_seconds=read.number(
+                "FLUSH_TIMEOUT_SECONDS", cls.flush_timeout_seconds, minimum=0.1
+            ),
+            retry_after_seconds=read.integer(
+                "RETRY_AFTER_SECONDS", cls.retry_after_seconds, minimum=1, maximum=3600
+            ),
+            shutdown_timeout_seconds=read.number(
+                "SHUTDOWN_TIMEOUT_SECONDS", cls.shutdown_timeout_seconds, minimum=0.0
+            ),
+            log_level=read.choice(
+                "LOG_LEVEL", cls.log_level, ("DEBUG", "INFO", "WARNING", "ERROR")
+            ),
+        )
+
+
+class _Reader:
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def _raw(self, name: str) -> str | None:
+        value = self._environ.get(name)
+        if value is None or value.strip() == "":
+            return None
+        return value.strip()
+
+    def _convert(self, name: str, default: T, convert: Callable[[str], T], expected: str) -> T:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        try:
+            return convert(raw)
+        except ValueError:
+            raise ConfigError(name, raw, expected) from None
+
+    def text(self, name: str, default: str) -> str:
+        return self._raw(name) or default
+
+    def optional_text(self, name: str) -> str | None:
+        return self._raw(name)
+
+    def path(self, name: str) -> Path | None:
+        raw = self._raw(name)
+        return Path(raw).expanduser() if raw is not None else None
+
+    def integer(self, name: str, default: int, *, minimum: int, maximum: int | None = None) -> int:
+        expected = f"an integer >= {minimum}" + (f" and <= {maximum}" if maximum else "")
+
+        def convert(raw: str) -> int:
+            value = int(raw.replace("_", ""))
+            if value < minimum or (maximum is not None and value > maximum):
+                raise ValueError
+            return value
+
+        return self._convert(name, default, convert, expected)
+
+    def number(self, name: str, default: float, *, minimum: float) -> float:
+        def convert(raw: str) -> float:
+            value = float(raw)
+            if not value >= minimum or value == float("inf"):
+                raise ValueError
+            return value
+
+        return self._convert(name, default, convert, f"a finite number >= {minimum}")
+
+    def boolean(self, name: str, default: bool) -> bool:
+        def convert(raw: str) -> bool:
+            lowered = raw.lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+
+        return self._convert(name, default, convert, "one of true/false, 1/0, yes/no, on/off")
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        def convert(raw: str) -> str:
+            if raw.upper() not in choices:
+                raise ValueError
+            return raw.upper()
+
+        return self._convert(name, default, convert, "one of " + ", ".join(choices))
+
+    def database_url(self) -> str | None:
+        for name in ("DATABASE_URL", "PLATFORM_DATABASE_URL"):
+            raw = self._raw(name)
+            if raw is None:
+                continue
+            if not raw.startswith(("postgres://", "postgresql://")):
+                # The value is a credential: name the variable, never echo it.
+                raise ConfigError(name, None, "a URL starting with postgres:// or postgresql://")
+            return raw
+        return None
