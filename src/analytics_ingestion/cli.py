@@ -9,6 +9,8 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import uvicorn
+
 from analytics_ingestion import migrations, store
 from analytics_ingestion.embedded import EmbeddedError, EmbeddedPostgres
 from analytics_ingestion.errors import ConfigError, Unavailable
@@ -17,6 +19,10 @@ from analytics_ingestion.settings import Settings
 log = logging.getLogger("analytics_ingestion")
 
 EMBEDDED_DATABASE = "analytics"
+
+
+class StartupFailed(RuntimeError):
+    pass
 
 
 @contextmanager
@@ -49,13 +55,21 @@ def database_url(settings: Settings) -> Iterator[str]:
         embedded.stop()
 
 
-def serve(settings: Settings) -> None:
-    import uvicorn
+class _Server(uvicorn.Server):
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # uvicorn re-raises SIGTERM once it has drained, which would kill the process before
+        # the embedded database is stopped. The drain is done: exit normally instead.
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()
 
+
+def serve(settings: Settings) -> None:
     from analytics_ingestion.app import create_app
 
     with database_url(settings) as url:
-        uvicorn.run(
+        config = uvicorn.Config(
             create_app(settings, url),
             host=settings.host,
             port=settings.port,
@@ -63,6 +77,10 @@ def serve(settings: Settings) -> None:
             lifespan="on",
             timeout_graceful_shutdown=int(settings.shutdown_timeout_seconds) or None,
         )
+        server = _Server(config)
+        server.run()
+        if not server.started:
+            raise StartupFailed("the service did not start; see the log above")
 
 
 async def _migrate(url: str, command: str) -> None:
@@ -107,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             with database_url(settings) as url:
                 asyncio.run(_migrate(url, args.action))
-    except (ConfigError, EmbeddedError, Unavailable) as error:
+    except (ConfigError, EmbeddedError, Unavailable, StartupFailed) as error:
         print(f"analytics-ingestion: {error}", file=sys.stderr)
         return 2
     return 0

@@ -138,8 +138,10 @@ class EmbeddedPostgres:
         )  # fmt: skip
         self._started_here = True
 
-    def stop(self) -> None:
-        if self._started_here:
+    def stop(self, *, even_if_not_started_here: bool = False) -> None:
+        if self._started_here or (
+            even_if_not_started_here and (self.cluster_dir / "postmaster.pid").exists()
+        ):
             self._run("pg_ctl", "-D", str(self.cluster_dir), "-m", "fast", "-w", "stop")
             self._started_here = False
 

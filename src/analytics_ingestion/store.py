@@ -58,6 +58,8 @@ def _is_data_error(error: BaseException) -> bool:
 def _unavailable(error: BaseException) -> DatabaseUnavailable:
     if isinstance(error, asyncpg.PostgresError):
         return DatabaseUnavailable(f"{type(error).__name__} ({error.sqlstate}): {error}")
+    if isinstance(error, OSError):
+        return DatabaseUnavailable(f"cannot connect ({type(error).__name__}: {error})")
     return DatabaseUnavailable(f"{type(error).__name__}: {error}".rstrip(": "))
 
 

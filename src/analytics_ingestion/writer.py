@@ -242,7 +242,7 @@ class Writer:
             outcome = await self._sink.write(rows, dead_letters)
         except Unavailable as error:
             self._mark_unavailable(error.message)
-            self._fail(submissions, error)
+            self._fail(submissions, DatabaseUnavailable(f"database unavailable: {error.message}"))
         except Exception as error:
             log.exception("flush of %d events failed", len(rows))
             self._fail(submissions, DatabaseUnavailable(f"the write failed: {error}"))

@@ -2,7 +2,13 @@ from __future__ import annotations
 
 import pytest
 
-from analytics_ingestion.migrations import AGGREGATES, MIGRATIONS, Edition, aggregate_select, pending
+from analytics_ingestion.migrations import (
+    AGGREGATES,
+    MIGRATIONS,
+    Edition,
+    aggregate_select,
+    pending,
+)
 
 
 def test_versions_continue_the_existing_tool() -> None:
@@ -31,8 +37,15 @@ def test_timescale_license_gets_everything() -> None:
     first, second = MIGRATIONS[0], MIGRATIONS[1]
     assert first.left_out(Edition.TIMESCALE) == []
     sql = first.sql_for(Edition.TIMESCALE) + second.sql_for(Edition.TIMESCALE)
-    for fragment in ("create_hypertable", "INTERVAL '1 day'", "add_compression_policy", "INTERVAL '7 days'",
-                     "add_retention_policy", "INTERVAL '90 days'", "timescaledb.compress_segmentby = 'event_type, service'"):
+    for fragment in (
+        "create_hypertable",
+        "INTERVAL '1 day'",
+        "add_compression_policy",
+        "INTERVAL '7 days'",
+        "add_retention_policy",
+        "INTERVAL '90 days'",
+        "timescaledb.compress_segmentby = 'event_type, service'",
+    ):
         assert fragment in sql
     assert sql.count("WITH (timescaledb.continuous)") == 7
     assert sql.count("add_continuous_aggregate_policy") == 7

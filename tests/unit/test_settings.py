@@ -19,8 +19,14 @@ def test_defaults() -> None:
     ("environ", "expected"),
     [
         pytest.param({"DATABASE_URL": "postgres://a/b"}, "postgres://a/b", id="database-url"),
-        pytest.param({"PLATFORM_DATABASE_URL": "postgresql://c/d"}, "postgresql://c/d", id="platform"),
-        pytest.param({"DATABASE_URL": "postgres://a/b", "PLATFORM_DATABASE_URL": "postgres://c/d"}, "postgres://a/b", id="database-url-first"),
+        pytest.param(
+            {"PLATFORM_DATABASE_URL": "postgresql://c/d"}, "postgresql://c/d", id="platform"
+        ),
+        pytest.param(
+            {"DATABASE_URL": "postgres://a/b", "PLATFORM_DATABASE_URL": "postgres://c/d"},
+            "postgres://a/b",
+            id="database-url-first",
+        ),
         pytest.param({"DATABASE_URL": " "}, None, id="blank-is-unset"),
     ],
 )
@@ -31,12 +37,24 @@ def test_database_url(environ: dict[str, str], expected: str | None) -> None:
 @pytest.mark.parametrize(
     ("environ", "message"),
     [
-        pytest.param({"PORT": "http"}, "invalid PORT='http': expected an integer >= 1 and <= 65535", id="port-text"),
+        pytest.param(
+            {"PORT": "http"},
+            "invalid PORT='http': expected an integer >= 1 and <= 65535",
+            id="port-text",
+        ),
         pytest.param({"PORT": "70000"}, "invalid PORT='70000'", id="port-range"),
-        pytest.param({"MIGRATE_ON_START": "maybe"}, "invalid MIGRATE_ON_START='maybe'", id="boolean"),
+        pytest.param(
+            {"MIGRATE_ON_START": "maybe"}, "invalid MIGRATE_ON_START='maybe'", id="boolean"
+        ),
         pytest.param({"FLUSH_LINGER_SECONDS": "-1"}, "invalid FLUSH_LINGER_SECONDS", id="negative"),
-        pytest.param({"LOG_LEVEL": "loud"}, "invalid LOG_LEVEL='loud': expected one of", id="choice"),
-        pytest.param({"DATABASE_URL": "mysql://user:secret@h/db"}, "invalid DATABASE_URL: expected a URL", id="scheme"),
+        pytest.param(
+            {"LOG_LEVEL": "loud"}, "invalid LOG_LEVEL='loud': expected one of", id="choice"
+        ),
+        pytest.param(
+            {"DATABASE_URL": "mysql://user:secret@h/db"},
+            "invalid DATABASE_URL: expected a URL",
+            id="scheme",
+        ),
     ],
 )
 def test_invalid_values_name_the_variable(environ: dict[str, str], message: str) -> None:
@@ -48,8 +66,14 @@ def test_invalid_values_name_the_variable(environ: dict[str, str], message: str)
 
 def test_typed_values() -> None:
     settings = Settings.from_environ(
-        {"PORT": "9000", "MIGRATE_ON_START": "off", "FLUSH_LINGER_SECONDS": "0.002",
-         "MAX_BODY_BYTES": "1_048_576", "LOG_LEVEL": "debug", "EMBEDDED_DATA_DIR": "/srv/pg"}
+        {
+            "PORT": "9000",
+            "MIGRATE_ON_START": "off",
+            "FLUSH_LINGER_SECONDS": "0.002",
+            "MAX_BODY_BYTES": "1_048_576",
+            "LOG_LEVEL": "debug",
+            "EMBEDDED_DATA_DIR": "/srv/pg",
+        }
     )
     assert settings.port == 9000
     assert settings.migrate_on_start is False
@@ -62,9 +86,21 @@ def test_typed_values() -> None:
 @pytest.mark.parametrize(
     ("environ", "is_root", "expected"),
     [
-        pytest.param({"HOME": "/home/ana"}, False, "/home/ana/.local/share/adi-analytics-ingestion/postgres", id="user"),
-        pytest.param({"HOME": "/home/ana", "XDG_DATA_HOME": "/data"}, False, "/data/adi-analytics-ingestion/postgres", id="xdg"),
-        pytest.param({"HOME": "/root"}, True, "/var/lib/adi-analytics-ingestion/postgres", id="root"),
+        pytest.param(
+            {"HOME": "/home/ana"},
+            False,
+            "/home/ana/.local/share/adi-analytics-ingestion/postgres",
+            id="user",
+        ),
+        pytest.param(
+            {"HOME": "/home/ana", "XDG_DATA_HOME": "/data"},
+            False,
+            "/data/adi-analytics-ingestion/postgres",
+            id="xdg",
+        ),
+        pytest.param(
+            {"HOME": "/root"}, True, "/var/lib/adi-analytics-ingestion/postgres", id="root"
+        ),
     ],
 )
 def test_default_data_dir(environ: dict[str, str], is_root: bool, expected: str) -> None:

@@ -35,11 +35,21 @@ def one_error(element: object) -> str:
 
 
 def task_created(**changes: object) -> dict[str, object]:
-    event = {"type": "task_created", "task_id": TASK, "user_id": USER, "project_id": None,
-             "cocoon_id": None, "command": "ls"}
+    event = {
+        "type": "task_created",
+        "task_id": TASK,
+        "user_id": USER,
+        "project_id": None,
+        "cocoon_id": None,
+        "command": "ls",
+    }
     event.update(changes)
-    return {"timestamp": "2026-11-26T11:47:34.723533862Z", "event": event,
-            "hostname": "web-1", "environment": "production"}
+    return {
+        "timestamp": "2026-11-26T11:47:34.723533862Z",
+        "event": event,
+        "hostname": "web-1",
+        "environment": "production",
+    }
 
 
 # --- timestamps ------------------------------------------------------------------------------
@@ -48,13 +58,39 @@ def task_created(**changes: object) -> dict[str, object]:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        pytest.param("2026-11-26T11:47:34Z", datetime(2026, 11, 26, 11, 47, 34, tzinfo=UTC), id="no-fraction"),
-        pytest.param("2026-11-26T11:47:34.723Z", datetime(2026, 11, 26, 11, 47, 34, 723000, tzinfo=UTC), id="millis"),
-        pytest.param("2026-11-26T11:47:34.723533862Z", datetime(2026, 11, 26, 11, 47, 34, 723533, tzinfo=UTC), id="nanos-truncated"),
-        pytest.param("2026-11-26T11:47:34.999999999Z", datetime(2026, 11, 26, 11, 47, 34, 999999, tzinfo=UTC), id="no-rounding-up"),
-        pytest.param("2026-11-26T13:47:34+02:00", datetime(2026, 11, 26, 11, 47, 34, tzinfo=UTC), id="offset-to-utc"),
-        pytest.param("2026-11-26t11:47:34-00:30", datetime(2026, 11, 26, 12, 17, 34, tzinfo=UTC), id="negative-offset"),
-        pytest.param("2026-11-26 11:47:34z", datetime(2026, 11, 26, 11, 47, 34, tzinfo=UTC), id="space-and-lower-z"),
+        pytest.param(
+            "2026-11-26T11:47:34Z", datetime(2026, 11, 26, 11, 47, 34, tzinfo=UTC), id="no-fraction"
+        ),
+        pytest.param(
+            "2026-11-26T11:47:34.723Z",
+            datetime(2026, 11, 26, 11, 47, 34, 723000, tzinfo=UTC),
+            id="millis",
+        ),
+        pytest.param(
+            "2026-11-26T11:47:34.723533862Z",
+            datetime(2026, 11, 26, 11, 47, 34, 723533, tzinfo=UTC),
+            id="nanos-truncated",
+        ),
+        pytest.param(
+            "2026-11-26T11:47:34.999999999Z",
+            datetime(2026, 11, 26, 11, 47, 34, 999999, tzinfo=UTC),
+            id="no-rounding-up",
+        ),
+        pytest.param(
+            "2026-11-26T13:47:34+02:00",
+            datetime(2026, 11, 26, 11, 47, 34, tzinfo=UTC),
+            id="offset-to-utc",
+        ),
+        pytest.param(
+            "2026-11-26t11:47:34-00:30",
+            datetime(2026, 11, 26, 12, 17, 34, tzinfo=UTC),
+            id="negative-offset",
+        ),
+        pytest.param(
+            "2026-11-26 11:47:34z",
+            datetime(2026, 11, 26, 11, 47, 34, tzinfo=UTC),
+            id="space-and-lower-z",
+        ),
     ],
 )
 def test_parse_timestamp(text: str, expected: datetime) -> None:
@@ -105,7 +141,10 @@ def test_data_is_the_clients_bytes() -> None:
         b' "big": 123456789012345678901234567890, "f": 1e400},"hostname":null,"environment":null}]'
     )
     [row] = decode(body).rows
-    assert row.data == b'{"type":"future_type", "n" : 1.50, "big": 123456789012345678901234567890, "f": 1e400}'
+    assert (
+        row.data
+        == b'{"type":"future_type", "n" : 1.50, "big": 123456789012345678901234567890, "f": 1e400}'
+    )
 
 
 @pytest.mark.parametrize("event_type", CATALOG.types, ids=lambda t: t.wire_type)
@@ -115,7 +154,7 @@ def test_every_catalog_type(event_type) -> None:  # type: ignore[no-untyped-def]
         event = event_object(event_type, rng, nulls=nulls)
         [row] = decode([{"timestamp": "2026-11-26T11:47:34Z", "event": event}]).rows
         assert row.event_type == event_type.event_type
-        assert row.service == (event["service"] if "service" in event else "unknown")
+        assert row.service == event.get("service", "unknown")
         expected_user = event.get("user_id")
         assert row.user_id == (uuid.UUID(expected_user) if expected_user else None)
 
@@ -129,7 +168,13 @@ def test_every_catalog_type(event_type) -> None:  # type: ignore[no-untyped-def]
     ],
 )
 def test_event_type_naming(wire_type: str, stored: str) -> None:
-    event = {"type": wire_type, "user_id": USER, "provider": "github", "state": "s", "success": True}
+    event = {
+        "type": wire_type,
+        "user_id": USER,
+        "provider": "github",
+        "state": "s",
+        "success": True,
+    }
     [row] = decode([{"timestamp": "2026-11-26T11:47:34Z", "event": event}]).rows
     assert row.event_type == stored
 
@@ -137,25 +182,131 @@ def test_event_type_naming(wire_type: str, stored: str) -> None:
 @pytest.mark.parametrize(
     ("element", "reason"),
     [
-        pytest.param(task_created(task_id="not-a-uuid"), "event.task_id: expected a UUID", id="bad-uuid"),
-        pytest.param(task_created(user_id=None), "event.user_id: must not be null", id="null-required"),
-        pytest.param({**task_created(), "timestamp": None}, "timestamp: required", id="no-timestamp"),
-        pytest.param({**task_created(), "timestamp": 1764157654}, "timestamp: expected an RFC 3339 string", id="numeric-timestamp"),
-        pytest.param({**task_created(), "hostname": 5}, "hostname: expected a string or null", id="bad-hostname"),
-        pytest.param({"timestamp": "2026-11-26T11:47:34Z", "event": {"type": "task_completed", "task_id": TASK, "user_id": USER, "duration_ms": "12", "exit_code": 0}}, "event.duration_ms: expected an integer", id="string-number"),
-        pytest.param({"timestamp": "2026-11-26T11:47:34Z", "event": {"type": "task_completed", "task_id": TASK, "user_id": USER, "duration_ms": 1, "exit_code": 2**31}}, "outside the int32 range", id="int32-overflow"),
-        pytest.param({"timestamp": "2026-11-26T11:47:34Z", "event": {"type": "task_completed", "task_id": TASK, "user_id": USER, "duration_ms": 1.5, "exit_code": 0}}, "expected an integer (int64)", id="float-for-int"),
-        pytest.param({"timestamp": "2026-11-26T11:47:34Z", "event": {"type": "api_request", "service": "s", "endpoint": "/", "method": "GET", "status_code": 70000, "duration_ms": 3, "user_id": None}}, "outside the uint16 range", id="uint16-overflow"),
-        pytest.param({"timestamp": "2026-11-26T11:47:34Z", "event": {"type": "task_created"}}, "event.task_id: required", id="missing-field"),
-        pytest.param({"timestamp": "2026-11-26T11:47:34Z", "event": {"type": ""}}, "event.type: expected a non-empty string", id="empty-type"),
-        pytest.param({"timestamp": "2026-11-26T11:47:34Z", "event": {"type": "x" * 101}}, "longer than 100", id="long-type"),
-        pytest.param({"timestamp": "2026-11-26T11:47:34Z", "event": {"type": "x", "service": "s" * 101}}, "event.service: longer than 100", id="long-service"),
-        pytest.param({"timestamp": "2026-11-26T11:47:34Z", "event": {"type": "x", "user_id": "bob"}}, "event.user_id: expected a UUID", id="unknown-type-bad-user"),
-        pytest.param({"timestamp": "2026-11-26T11:47:34Z", "event": [1]}, "event: expected an object", id="event-array"),
-        pytest.param({"timestamp": "2026-11-26T11:47:34Z", "event": None}, "event: expected an object", id="event-null"),
-        pytest.param({"timestamp": "2026-11-26T11:47:34Z", "event": {"type": "x", "note": "a\u0000b"}}, "$.event.note: contains the NUL character", id="nul-in-value"),
-        pytest.param({"timestamp": "2026-11-26T11:47:34Z", "event": {"type": "x", "a\u0000": 1}}, "contains the NUL character", id="nul-in-key"),
-        pytest.param({"timestamp": "2026-11-26T11:47:34Z"}, "expected an 'event' object", id="neither-shape"),
+        pytest.param(
+            task_created(task_id="not-a-uuid"), "event.task_id: expected a UUID", id="bad-uuid"
+        ),
+        pytest.param(
+            task_created(user_id=None), "event.user_id: must not be null", id="null-required"
+        ),
+        pytest.param(
+            {**task_created(), "timestamp": None}, "timestamp: required", id="no-timestamp"
+        ),
+        pytest.param(
+            {**task_created(), "timestamp": 1764157654},
+            "timestamp: expected an RFC 3339 string",
+            id="numeric-timestamp",
+        ),
+        pytest.param(
+            {**task_created(), "hostname": 5},
+            "hostname: expected a string or null",
+            id="bad-hostname",
+        ),
+        pytest.param(
+            {
+                "timestamp": "2026-11-26T11:47:34Z",
+                "event": {
+                    "type": "task_completed",
+                    "task_id": TASK,
+                    "user_id": USER,
+                    "duration_ms": "12",
+                    "exit_code": 0,
+                },
+            },
+            "event.duration_ms: expected an integer",
+            id="string-number",
+        ),
+        pytest.param(
+            {
+                "timestamp": "2026-11-26T11:47:34Z",
+                "event": {
+                    "type": "task_completed",
+                    "task_id": TASK,
+                    "user_id": USER,
+                    "duration_ms": 1,
+                    "exit_code": 2**31,
+                },
+            },
+            "outside the int32 range",
+            id="int32-overflow",
+        ),
+        pytest.param(
+            {
+                "timestamp": "2026-11-26T11:47:34Z",
+                "event": {
+                    "type": "task_completed",
+                    "task_id": TASK,
+                    "user_id": USER,
+                    "duration_ms": 1.5,
+                    "exit_code": 0,
+                },
+            },
+            "expected an integer (int64)",
+            id="float-for-int",
+        ),
+        pytest.param(
+            {
+                "timestamp": "2026-11-26T11:47:34Z",
+                "event": {
+                    "type": "api_request",
+                    "service": "s",
+                    "endpoint": "/",
+                    "method": "GET",
+                    "status_code": 70000,
+                    "duration_ms": 3,
+                    "user_id": None,
+                },
+            },
+            "outside the uint16 range",
+            id="uint16-overflow",
+        ),
+        pytest.param(
+            {"timestamp": "2026-11-26T11:47:34Z", "event": {"type": "task_created"}},
+            "event.task_id: required",
+            id="missing-field",
+        ),
+        pytest.param(
+            {"timestamp": "2026-11-26T11:47:34Z", "event": {"type": ""}},
+            "event.type: expected a non-empty string",
+            id="empty-type",
+        ),
+        pytest.param(
+            {"timestamp": "2026-11-26T11:47:34Z", "event": {"type": "x" * 101}},
+            "longer than 100",
+            id="long-type",
+        ),
+        pytest.param(
+            {"timestamp": "2026-11-26T11:47:34Z", "event": {"type": "x", "service": "s" * 101}},
+            "event.service: longer than 100",
+            id="long-service",
+        ),
+        pytest.param(
+            {"timestamp": "2026-11-26T11:47:34Z", "event": {"type": "x", "user_id": "bob"}},
+            "event.user_id: expected a UUID",
+            id="unknown-type-bad-user",
+        ),
+        pytest.param(
+            {"timestamp": "2026-11-26T11:47:34Z", "event": [1]},
+            "event: expected an object",
+            id="event-array",
+        ),
+        pytest.param(
+            {"timestamp": "2026-11-26T11:47:34Z", "event": None},
+            "event: expected an object",
+            id="event-null",
+        ),
+        pytest.param(
+            {"timestamp": "2026-11-26T11:47:34Z", "event": {"type": "x", "note": "a\u0000b"}},
+            "$.event.note: contains the NUL character",
+            id="nul-in-value",
+        ),
+        pytest.param(
+            {"timestamp": "2026-11-26T11:47:34Z", "event": {"type": "x", "a\u0000": 1}},
+            "contains the NUL character",
+            id="nul-in-key",
+        ),
+        pytest.param(
+            {"timestamp": "2026-11-26T11:47:34Z"}, "expected an 'event' object", id="neither-shape"
+        ),
         pytest.param(7, "expected object, got int", id="not-an-object"),
     ],
 )
@@ -184,10 +335,23 @@ def test_invalid_utf8_rejects_only_its_event() -> None:
 
 def test_float64_accepts_integers_and_rejects_overflow() -> None:
     base = {"type": "proxy_request", **{f.name: None for f in CATALOG.find("proxy_request").fields}}  # type: ignore[union-attr]
-    base.update(proxy_token_id=TASK, user_id=USER, request_id="r", provider_type="p", key_mode="k",
-                endpoint="/", latency_ms=3, is_streaming=False, status="ok")
-    assert decode([{"timestamp": "2026-11-26T11:47:34Z", "event": {**base, "reported_cost_usd": 2}}]).rows
-    body = json.dumps([{"timestamp": "2026-11-26T11:47:34Z", "event": {**base, "reported_cost_usd": 0}}])
+    base.update(
+        proxy_token_id=TASK,
+        user_id=USER,
+        request_id="r",
+        provider_type="p",
+        key_mode="k",
+        endpoint="/",
+        latency_ms=3,
+        is_streaming=False,
+        status="ok",
+    )
+    assert decode(
+        [{"timestamp": "2026-11-26T11:47:34Z", "event": {**base, "reported_cost_usd": 2}}]
+    ).rows
+    body = json.dumps(
+        [{"timestamp": "2026-11-26T11:47:34Z", "event": {**base, "reported_cost_usd": 0}}]
+    )
     batch = decode(body.replace('"reported_cost_usd": 0', '"reported_cost_usd": 1e400').encode())
     assert "within float64 range" in batch.rejections[0].error
 
@@ -206,8 +370,14 @@ def test_float64_accepts_integers_and_rejects_overflow() -> None:
     ],
 )
 def test_shape_b_event_type(name: str, stored: str) -> None:
-    element = {"event_id": TASK, "event_type": name, "user_id": None, "service": "auth",
-               "timestamp": "2026-11-26T11:47:34Z", "data": {}}
+    element = {
+        "event_id": TASK,
+        "event_type": name,
+        "user_id": None,
+        "service": "auth",
+        "timestamp": "2026-11-26T11:47:34Z",
+        "data": {},
+    }
     [row] = decode([element]).rows
     assert row.event_type == stored
     assert row.event_id == uuid.UUID(TASK)
@@ -228,8 +398,12 @@ def test_shape_b_defaults() -> None:
         pytest.param({"user_id": 3}, "user_id: expected a UUID", id="bad-user"),
         pytest.param({"service": 3}, "service: expected a string", id="bad-service"),
         pytest.param({"data": [1]}, "data: expected an object", id="data-array"),
-        pytest.param({"event_type": None}, "event_type: expected a non-empty string", id="null-type"),
-        pytest.param({"data": {"task_id": 5}}, "data.task_id: expected a UUID", id="catalog-field-type"),
+        pytest.param(
+            {"event_type": None}, "event_type: expected a non-empty string", id="null-type"
+        ),
+        pytest.param(
+            {"data": {"task_id": 5}}, "data.task_id: expected a UUID", id="catalog-field-type"
+        ),
     ],
 )
 def test_shape_b_rejections(changes: dict[str, object], reason: str) -> None:
@@ -282,7 +456,7 @@ def test_uuid7_is_time_ordered() -> None:
         pytest.param(b"[1,]", "invalid JSON", id="trailing-comma"),
         pytest.param(b"[NaN]", "invalid JSON", id="nan"),
         pytest.param(b"[1] x", "unexpected data after the array", id="trailing-data"),
-        pytest.param(b"[\n{\"a\": 1},\n{\"b\" 2}]", "line 3 column 6", id="position"),
+        pytest.param(b'[\n{"a": 1},\n{"b" 2}]', "line 3 column 6", id="position"),
         pytest.param(b"[" * 100_000 + b"]" * 100_000, "nested too deeply", id="deep-nesting"),
     ],
 )

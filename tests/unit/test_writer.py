@@ -9,7 +9,7 @@ import pytest
 
 from analytics_ingestion.errors import DatabaseUnavailable, Overloaded, ShuttingDown
 from analytics_ingestion.wire import Batch, DeadLetter, EventRow
-from analytics_ingestion.writer import FlushPolicy, Writer, WriteOutcome
+from analytics_ingestion.writer import FlushPolicy, WriteOutcome, Writer
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
 
@@ -17,9 +17,7 @@ NOW = datetime(2026, 11, 26, tzinfo=UTC)
 def rows(count: int) -> Batch:
     batch = Batch(received=count)
     for index in range(count):
-        batch.rows.append(
-            EventRow(NOW, "t", "unknown", None, b"{}", uuid.uuid4(), NOW, None, None)
-        )
+        batch.rows.append(EventRow(NOW, "t", "unknown", None, b"{}", uuid.uuid4(), NOW, None, None))
         batch.row_indexes.append(index)
     return batch
 
@@ -35,7 +33,9 @@ class FakeSink:
         self.ping_error: Exception | None = None
         self.outcomes: list[WriteOutcome] = []
 
-    async def write(self, rows: Sequence[EventRow], dead_letters: Sequence[DeadLetter]) -> WriteOutcome:
+    async def write(
+        self, rows: Sequence[EventRow], dead_letters: Sequence[DeadLetter]
+    ) -> WriteOutcome:
         await self.gate.wait()
         if self.error is not None:
             raise self.error

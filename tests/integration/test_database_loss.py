@@ -1,0 +1,61 @@
+"""The database goes away and comes back while the service runs."""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+import asyncpg
+
+from tests.events import shape_b
+from tests.integration.conftest import (
+    Server,
+    create_database,
+    post,
+    running_service,
+    start_cluster,
+    wait_until,
+)
+
+
+async def test_503_while_the_database_is_down_then_recovery(cluster_root: Path) -> None:
+    cluster = start_cluster("timescaledb", cluster_root / "loss")
+    try:
+        url = await create_database(Server("timescaledb", cluster.url(), cluster))
+        rng = random.Random(7)
+        with running_service(url) as service:
+            async with service.client() as client:
+                assert (await post(client, [shape_b(rng)])).status_code == 200
+
+                cluster.stop()
+                started = time.monotonic()
+                down = await post(client, [shape_b(rng)])
+                answered_in = time.monotonic() - started
+                assert down.status_code == 503
+                assert down.headers["Retry-After"] == "1"
+                assert "database unavailable" in down.json()["error"]
+                assert answered_in < 2.0
+                ready = await client.get("/ready")
+                assert ready.status_code == 503
+                assert ready.json()["reason"].startswith("database unavailable")
+                assert (await client.get("/health")).status_code == 200  # the process stays up
+
+                cluster.start()
+                back = time.monotonic()
+                kept = shape_b(rng)
+
+                async def accepted() -> bool:
+                    return (await post(client, [kept])).status_code == 200
+
+                await wait_until(accepted, within=10)
+                recovered_in = time.monotonic() - back
+                assert recovered_in < 5.0
+                assert (await client.get("/ready")).status_code == 200
+        db = await asyncpg.connect(url)
+        try:
+            assert await db.fetchval("SELECT count(*) FROM analytics_events") == 2
+        finally:
+            await db.close()
+    finally:
+        cluster.stop()
