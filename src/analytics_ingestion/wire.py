@@ -235,37 +235,18 @@ def decode_event(
     if b"\\u0000" in raw:
         _reject_nul(raw)
     if element.event:
-        return _shape_a(element, index, received_at, idempotency_key, catalog)
-    if element.event_type is not msgspec.UNSET:
-        return _shape_b(element, index, received_at, idempotency_key, catalog)
-    raise EventError(
-        "expected an 'event' object (platform client shape) or an 'event_type' (flat shape)"
-    )
-
-
-def _shape_a(
-    element: _Element,
-    index: int,
-    received_at: datetime,
-    idempotency_key: str | None,
-    catalog: Catalog,
-) -> EventRow:
-    data = bytes(element.event)
-    event = _decode_object(data, "event")
-    wire_type = event.get("type")
-    if not isinstance(wire_type, str) or not wire_type:
-        raise EventError(f"event.type: expected a non-empty string, got {_describe(wire_type)}")
-    known = catalog.find(wire_type)
-    if known is not None:
-        _check_fields(known, event, "event", require=True)
-    event_type = _bounded("event.type", canonical_event_type(wire_type, catalog))
-    service = event.get("service")
-    user_id = event.get("user_id")
+        event_type, service, user_id, data = _shape_a(element, catalog)
+    elif element.event_type is not msgspec.UNSET:
+        event_type, service, user_id, data = _shape_b(element, catalog)
+    else:
+        raise EventError(
+            "expected an 'event' object (platform client shape) or an 'event_type' (flat shape)"
+        )
     return EventRow(
         timestamp=_timestamp(element.timestamp),
         event_type=event_type,
-        service=_bounded("event.service", service) if isinstance(service, str) else UNKNOWN_SERVICE,
-        user_id=None if user_id is None else _uuid("event.user_id", user_id),
+        service=service,
+        user_id=user_id,
         data=data,
         event_id=_event_id(element.event_id, index, idempotency_key),
         received_at=received_at,
@@ -274,13 +255,29 @@ def _shape_a(
     )
 
 
-def _shape_b(
-    element: _Element,
-    index: int,
-    received_at: datetime,
-    idempotency_key: str | None,
-    catalog: Catalog,
-) -> EventRow:
+_Columns = tuple[str, str, uuid.UUID | None, bytes]  # event_type, service, user_id, data
+
+
+def _shape_a(element: _Element, catalog: Catalog) -> _Columns:
+    data = bytes(element.event)
+    event = _decode_object(data, "event")
+    wire_type = event.get("type")
+    if not isinstance(wire_type, str) or not wire_type:
+        raise EventError(f"event.type: expected a non-empty string, got {_describe(wire_type)}")
+    known = catalog.find(wire_type)
+    if known is not None:
+        _check_fields(known, event, "event", require=True)
+    service = event.get("service")
+    user_id = event.get("user_id")
+    return (
+        _bounded("event.type", canonical_event_type(wire_type, catalog)),
+        _bounded("event.service", service) if isinstance(service, str) else UNKNOWN_SERVICE,
+        None if user_id is None else _uuid("event.user_id", user_id),
+        data,
+    )
+
+
+def _shape_b(element: _Element, catalog: Catalog) -> _Columns:
     name = element.event_type
     if not isinstance(name, str) or not name:
         raise EventError(f"event_type: expected a non-empty string, got {_describe(name)}")
@@ -290,16 +287,11 @@ def _shape_b(
     if known is not None:
         _check_fields(known, fields, "data", require=False)
     service = _optional_string("service", element.service)
-    return EventRow(
-        timestamp=_timestamp(element.timestamp),
-        event_type=_bounded("event_type", canonical_event_type(name, catalog)),
-        service=UNKNOWN_SERVICE if service is None else _bounded("service", service),
-        user_id=None if element.user_id is None else _uuid("user_id", element.user_id),
-        data=data,
-        event_id=_event_id(element.event_id, index, idempotency_key),
-        received_at=received_at,
-        hostname=_optional_string("hostname", element.hostname),
-        environment=_optional_string("environment", element.environment),
+    return (
+        _bounded("event_type", canonical_event_type(name, catalog)),
+        UNKNOWN_SERVICE if service is None else _bounded("service", service),
+        None if element.user_id is None else _uuid("user_id", element.user_id),
+        data,
     )
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -14,6 +16,7 @@ import asyncpg
 import httpx
 
 from analytics_ingestion.embedded import EmbeddedPostgres
+from tests.events import CATALOG, shape_a
 from tests.integration.conftest import free_socket
 
 
@@ -86,8 +89,6 @@ def test_serve_with_the_embedded_database(cluster_root: Path) -> None:
             finally:
                 await connection.close()
 
-        import asyncio
-
         assert [tuple(r) for r in asyncio.run(rows())] == [
             ("api_request", "platform-api"),
             ("task_created", "platform-api"),
@@ -104,3 +105,86 @@ def test_serve_with_the_embedded_database(cluster_root: Path) -> None:
             process.wait()
         if (data_dir / "pgdata").exists():
             EmbeddedPostgres(data_dir).stop(even_if_not_started_here=True)
+
+
+async def test_sigterm_under_load_answers_and_keeps_what_it_acknowledged(
+    timescale_database: str,
+) -> None:
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    sock.close()
+    environ = {
+        **os.environ,
+        "DATABASE_URL": timescale_database,
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+    }
+    process = subprocess.Popen(  # noqa: ASYNC220 (started before any load)
+        [sys.executable, "-m", "analytics_ingestion", "serve"],
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    acknowledged: list[str] = []
+    outcomes: dict[str, int] = {}
+    rng = random.Random(15)
+    task_created = CATALOG.find("task_created")
+    assert task_created is not None
+    try:
+        async with httpx.AsyncClient(base_url=base) as probe:
+            for _ in range(600):
+                try:
+                    if (await probe.get("/health")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+
+        async def client_loop() -> None:
+            async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+                while True:
+                    events = [shape_a(task_created, rng) for _ in range(50)]
+                    try:
+                        response = await client.post("/events/batch", json=events)
+                    except httpx.TransportError as error:
+                        outcomes[type(error).__name__] = outcomes.get(type(error).__name__, 0) + 1
+                        return  # the server is gone: nothing was acknowledged
+                    outcomes[str(response.status_code)] = (
+                        outcomes.get(str(response.status_code), 0) + 1
+                    )
+                    if response.status_code == 200:
+                        acknowledged.extend(e["event"]["task_id"] for e in events)
+                    elif response.status_code == 503:
+                        return
+
+        clients = [asyncio.create_task(client_loop()) for _ in range(30)]
+        for _ in range(400):  # until the load is flowing
+            if len(acknowledged) >= 2000:
+                break
+            await asyncio.sleep(0.05)
+        acknowledged_before = len(acknowledged)
+        process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        await asyncio.wait_for(asyncio.gather(*clients), 60)
+        output, _ = await asyncio.to_thread(process.communicate, None, 60)
+        exited_in = time.monotonic() - started
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, output
+    assert exited_in < 25
+    assert acknowledged_before > 0, outcomes
+    connection = await asyncpg.connect(timescale_database)
+    try:
+        rows = await connection.fetch(
+            "SELECT data->>'task_id' AS task, count(*) AS n FROM analytics_events GROUP BY 1"
+        )
+    finally:
+        await connection.close()
+    stored = {row["task"]: row["n"] for row in rows}
+    print(
+        f"SIGTERM under load: {outcomes}, {len(acknowledged)} acknowledged, {len(stored)} stored, exit in {exited_in:.2f} s"
+    )
+    assert all(stored.get(task) == 1 for task in acknowledged)
