@@ -138,6 +138,7 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
             queue_max_events=settings.queue_max_events,
             connections=settings.writer_connections,
             queue_timeout=settings.queue_timeout_seconds,
+            write_timeout=settings.flush_timeout_seconds * 2 + 5,
         )
         writer.start()
         log.info("accepting events")

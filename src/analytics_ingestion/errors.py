@@ -7,7 +7,8 @@
     │   └── UnsupportedMediaType        415
     └── Unavailable                     503 + Retry-After: nothing of the request was stored
         ├── Overloaded                  the queue is full, or the request waited too long in it
-        ├── DatabaseUnavailable         the database cannot be reached or refused the write
+        ├── DatabaseUnavailable         the database cannot be reached, or does not answer
+        ├── WriteFailed                 the database refused this write (not for its data)
         └── ShuttingDown                the service is draining
 
     ConfigError                         an invalid setting, raised before anything runs
@@ -72,6 +73,10 @@ class Overloaded(Unavailable):
 
 
 class DatabaseUnavailable(Unavailable):
+    pass
+
+
+class WriteFailed(Unavailable):
     pass
 
 

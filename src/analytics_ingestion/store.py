@@ -1,66 +1,109 @@
 """The store: the only module that speaks to PostgreSQL (through asyncpg).
 
-A flush is one transaction: the events with binary COPY straight into `analytics_events`,
-the dead letters into `analytics_dead_letters`. That fast path fails as a whole when an event
-is already stored (the unique index on `(event_id, timestamp)`) or when the database refuses
-one event's data. Then, and only then, the flush is redone in a new transaction through a
-temporary table with `INSERT … ON CONFLICT DO NOTHING RETURNING`, which tells which events
-were duplicates; a refused part is split in halves under savepoints until the refused events
-are alone, and those are dead-lettered while the rest is stored.
+A flush is one transaction: binary COPY of each event's key `(event_id, timestamp)` into
+`analytics_event_keys` (its primary key is what makes storing an event twice impossible),
+of the events into `analytics_events`, and of the dead letters into `analytics_dead_letters`.
+That fast path fails as a whole when an event is already stored (a retry) or when the
+database refuses one event's data. Then, and only then, the flush is redone in a new
+transaction through a temporary table: the keys with `INSERT … ON CONFLICT DO NOTHING
+RETURNING`, which tells which events are new, and only those events; a refused part is split
+in halves under savepoints until the refused events are alone, and those are dead-lettered
+while the rest is stored.
 
-asyncpg's errors are translated here, once: losing the database becomes
-`DatabaseUnavailable` (503), by SQLSTATE class, never by message text.
+Why a table of keys rather than a unique index on `analytics_events`: TimescaleDB cannot add
+a unique index to a hypertable once compression is enabled, which the existing deployment's
+table is. The key table is a hypertable too, with the same chunks and retention.
+
+asyncpg's errors are translated here, once, by SQLSTATE class: losing the database becomes
+`DatabaseUnavailable`, any other refusal `WriteFailed` (both 503).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 
-from analytics_ingestion.errors import DatabaseUnavailable
+from analytics_ingestion.errors import DatabaseUnavailable, Unavailable, WriteFailed
 from analytics_ingestion.wire import DeadLetter, EventRow
 from analytics_ingestion.writer import WriteOutcome
 
+log = logging.getLogger(__name__)
+
 EVENTS_TABLE = "analytics_events"
+KEYS_TABLE = "analytics_event_keys"
 DEAD_LETTERS_TABLE = "analytics_dead_letters"
 INCOMING_TABLE = "analytics_events_incoming"
 EVENT_COLUMNS = EventRow._fields
+KEY_COLUMNS = ("event_id", "timestamp")
 DEAD_LETTER_COLUMNS = DeadLetter._fields
 
 _COLUMN_LIST = ", ".join(f'"{column}"' for column in EVENT_COLUMNS)
 _CREATE_INCOMING = (
     f"CREATE TEMP TABLE IF NOT EXISTS {INCOMING_TABLE} ON COMMIT DELETE ROWS AS "
-    f"SELECT {_COLUMN_LIST} FROM {EVENTS_TABLE} WITH NO DATA"
+    f"SELECT {_COLUMN_LIST}, 0 AS position FROM {EVENTS_TABLE} WITH NO DATA"
 )
-_INSERT_NEW = (
-    f"INSERT INTO {EVENTS_TABLE} ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM {INCOMING_TABLE} "
-    'ON CONFLICT DO NOTHING RETURNING event_id::text, "timestamp"'
+# The first of equal events (by position) is the one stored; ids follow request order.
+_INSERT_NEW = f"""
+WITH new_keys AS (
+    INSERT INTO {KEYS_TABLE} (event_id, "timestamp")
+    SELECT event_id, "timestamp" FROM {INCOMING_TABLE} ORDER BY position
+    ON CONFLICT DO NOTHING
+    RETURNING event_id, "timestamp"
 )
+INSERT INTO {EVENTS_TABLE} ({_COLUMN_LIST})
+SELECT {_COLUMN_LIST} FROM (
+    SELECT DISTINCT ON (i.event_id, i."timestamp") i.*
+    FROM {INCOMING_TABLE} i JOIN new_keys USING (event_id, "timestamp")
+    ORDER BY i.event_id, i."timestamp", i.position
+) AS new_events
+ORDER BY position
+RETURNING event_id::text, "timestamp"
+"""
 
-# SQLSTATE classes 22 data exception, 23 integrity constraint violation and 54 program limit
-# exceeded mean one event's data was refused; any other error means the database cannot
-# take the write now.
+# SQLSTATE classes. 22 data exception, 23 integrity constraint violation, 54 program limit
+# exceeded: one event's data was refused. 08 connection exception, 53 insufficient
+# resources, 57 operator intervention, 58 system error: the database is out of reach.
+# 40 transaction rollback (deadlock, serialization failure): try again.
 _DATA_CLASSES = ("22", "23", "54")
+_UNAVAILABLE_CLASSES = ("08", "53", "57", "58")
+_CONFLICT_CLASS = "40"
 _UNIQUE_VIOLATION = "23505"
+_ATTEMPTS = 3
+
+
+def _sqlstate(error: BaseException) -> str:
+    return (
+        (getattr(error, "sqlstate", None) or "") if isinstance(error, asyncpg.PostgresError) else ""
+    )
 
 
 def _is_data_error(error: BaseException) -> bool:
-    if not isinstance(error, asyncpg.PostgresError):
-        return False
-    sqlstate = error.sqlstate or ""
+    sqlstate = _sqlstate(error)
     return sqlstate[:2] in _DATA_CLASSES and sqlstate != _UNIQUE_VIOLATION
 
 
-def _unavailable(error: BaseException) -> DatabaseUnavailable:
-    if isinstance(error, asyncpg.PostgresError):
-        return DatabaseUnavailable(f"{type(error).__name__} ({error.sqlstate}): {error}")
+def _translate(error: BaseException) -> Unavailable:
+    """The service's error for a database error; its text goes to the log, not to clients,
+    unless it only says the database is out of reach."""
+    sqlstate = _sqlstate(error)
     if isinstance(error, OSError):
         return DatabaseUnavailable(f"cannot connect ({type(error).__name__}: {error})")
-    return DatabaseUnavailable(f"{type(error).__name__}: {error}".rstrip(": "))
+    if isinstance(error, asyncpg.InterfaceError | TimeoutError):
+        return DatabaseUnavailable(f"{type(error).__name__}: {error}".rstrip(": "))
+    if sqlstate[:2] in _UNAVAILABLE_CLASSES:
+        return DatabaseUnavailable(f"{type(error).__name__} ({sqlstate}): {error}")
+    log.error("the database refused a write: %s (%s): %s", type(error).__name__, sqlstate, error)
+    return WriteFailed(f"the database refused the write ({type(error).__name__}, {sqlstate})")
+
+
+class _Conflict(Exception):
+    """A deadlock or serialization failure with a concurrent write: worth another try."""
 
 
 async def _init_connection(connection: asyncpg.Connection) -> None:
@@ -91,7 +134,7 @@ class Store:
                 timeout=10,
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
-            raise _unavailable(error) from error
+            raise _translate(error) from error
         return cls(pool, flush_timeout)
 
     async def close(self) -> None:
@@ -102,34 +145,65 @@ class Store:
             async with self._pool.acquire(timeout=2) as connection:
                 await connection.fetchval("SELECT 1", timeout=2)
         except Exception as error:
-            raise _unavailable(error) from error
+            raise _translate(error) from error
 
     async def write(
-        self, rows: Sequence[EventRow], dead_letters: Sequence[DeadLetter]
+        self,
+        rows: Sequence[EventRow],
+        dead_letters: Sequence[DeadLetter],
+        row_indexes: Sequence[int],
+    ) -> WriteOutcome:
+        """Store rows and dead letters in one transaction; `row_indexes` are the rows'
+        positions in their requests, for the dead letters of rows the database refuses."""
+        for _ in range(_ATTEMPTS):
+            try:
+                return await self._write_once(rows, dead_letters, row_indexes)
+            except _Conflict:
+                continue
+        raise WriteFailed(f"the write conflicted with concurrent writes {_ATTEMPTS} times")
+
+    async def _write_once(
+        self,
+        rows: Sequence[EventRow],
+        dead_letters: Sequence[DeadLetter],
+        row_indexes: Sequence[int],
     ) -> WriteOutcome:
         try:
+            connection = await self._pool.acquire(timeout=self._flush_timeout)
+        except Exception as error:
+            raise _translate(error) from error
+        try:
             async with asyncio.timeout(self._flush_timeout):
-                async with self._pool.acquire() as connection:
-                    return await self._write(connection, rows, dead_letters)
+                return await self._write(connection, rows, dead_letters, row_indexes)
         except TimeoutError:
+            # A server that stopped answering would make the reset on release hang too.
+            connection.terminate()
             raise DatabaseUnavailable(
                 f"the write did not finish within {self._flush_timeout:g} s (FLUSH_TIMEOUT_SECONDS)"
             ) from None
-        except (OSError, asyncpg.InterfaceError) as error:
-            raise _unavailable(error) from error
-        except asyncpg.PostgresError as error:
-            # Not a data error (those are handled below): the database cannot take writes.
-            raise _unavailable(error) from error
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            if _sqlstate(error)[:2] == _CONFLICT_CLASS:
+                raise _Conflict from error
+            raise _translate(error) from error
+        finally:
+            with contextlib.suppress(Exception):
+                await self._pool.release(connection, timeout=2)
 
     async def _write(
         self,
         connection: asyncpg.Connection,
         rows: Sequence[EventRow],
         dead_letters: Sequence[DeadLetter],
+        row_indexes: Sequence[int],
     ) -> WriteOutcome:
         try:
             async with connection.transaction():
                 if rows:
+                    await connection.copy_records_to_table(
+                        KEYS_TABLE,
+                        records=[(row.event_id, row.timestamp) for row in rows],
+                        columns=KEY_COLUMNS,
+                    )
                     await connection.copy_records_to_table(
                         EVENTS_TABLE, records=rows, columns=EVENT_COLUMNS
                     )
@@ -145,7 +219,7 @@ class Store:
                 connection, rows, list(range(len(rows)))
             )
             refused = [
-                DeadLetter(rows[p].received_at, None, reason, _row_payload(rows[p]))
+                DeadLetter(rows[p].received_at, row_indexes[p], reason, _row_payload(rows[p]))
                 for p, reason in failed.items()
             ]
             await self._copy_dead_letters(connection, [*dead_letters, *refused])
@@ -159,13 +233,16 @@ class Store:
             async with connection.transaction():  # a savepoint
                 await connection.execute(f"TRUNCATE {INCOMING_TABLE}")
                 await connection.copy_records_to_table(
-                    INCOMING_TABLE, records=[rows[p] for p in positions], columns=EVENT_COLUMNS
+                    INCOMING_TABLE,
+                    records=[(*rows[p], p) for p in positions],
+                    columns=(*EVENT_COLUMNS, "position"),
                 )
                 inserted = await connection.fetch(_INSERT_NEW)
         except asyncpg.PostgresError as error:
             if not _is_data_error(error):
                 raise
             if len(positions) == 1:
+                log.info("the database refused an event: %s", error)
                 return set(), {positions[0]: f"refused by the database: {error}"}
             middle = len(positions) // 2
             first = await self._insert_sorting(connection, rows, positions[:middle])
@@ -218,7 +295,7 @@ async def connect(url: str) -> asyncpg.Connection:
     try:
         return await asyncpg.connect(url, timeout=10)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
-        raise _unavailable(error) from error
+        raise _translate(error) from error
 
 
 async def ensure_database(admin_url: str, name: str) -> None:

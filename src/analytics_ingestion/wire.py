@@ -270,7 +270,8 @@ def _shape_a(element: _Element, catalog: Catalog) -> _Columns:
     service = event.get("service")
     user_id = event.get("user_id")
     return (
-        _bounded("event.type", canonical_event_type(wire_type, catalog)),
+        # A type the catalog does not know is stored as it came (contract §4).
+        _bounded("event.type", known.event_type if known else wire_type),
         _bounded("event.service", service) if isinstance(service, str) else UNKNOWN_SERVICE,
         None if user_id is None else _uuid("event.user_id", user_id),
         data,

@@ -40,9 +40,13 @@ class WriteOutcome:
 
 class Sink(Protocol):
     async def write(
-        self, rows: Sequence[EventRow], dead_letters: Sequence[DeadLetter]
+        self,
+        rows: Sequence[EventRow],
+        dead_letters: Sequence[DeadLetter],
+        row_indexes: Sequence[int],
     ) -> WriteOutcome:
-        """Store rows and dead letters in one transaction. Raises `Unavailable` if it can't."""
+        """Store rows and dead letters in one transaction. Raises `Unavailable` if it can't.
+        `row_indexes` are the rows' positions in their requests (for dead letters)."""
 
     async def ping(self) -> None:
         """Return if the database answers; raise otherwise."""
@@ -100,6 +104,7 @@ class Writer:
         queue_max_events: int,
         connections: int,
         queue_timeout: float,
+        write_timeout: float = 30.0,
         probe_interval: float = 0.25,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -108,6 +113,7 @@ class Writer:
         self._queue_max_events = queue_max_events
         self._connections = connections
         self._queue_timeout = queue_timeout
+        self._write_timeout = write_timeout
         self._probe_interval = probe_interval
         self._clock = clock
         self._queue: deque[_Submission] = deque()
@@ -181,14 +187,22 @@ class Writer:
         try:
             return await asyncio.wait_for(asyncio.shield(submission.future), self._queue_timeout)
         except TimeoutError:
-            if submission.taken:
-                # Its flush has begun: the outcome is coming, bounded by the flush timeout.
-                return await submission.future
-            self._queue.remove(submission)
-            self._queued_events -= submission.size
-            raise Overloaded(
-                f"no write slot within {self._queue_timeout:g} s (QUEUE_TIMEOUT_SECONDS)"
-            ) from None
+            pass
+        if submission.future.done():  # resolved in the same loop iteration as the timeout
+            return submission.future.result()
+        if submission.taken:
+            # Its flush has begun; the store bounds it, and this bounds the wait regardless.
+            try:
+                return await asyncio.wait_for(
+                    asyncio.shield(submission.future), self._write_timeout
+                )
+            except TimeoutError:
+                raise DatabaseUnavailable(
+                    f"the write did not finish within {self._write_timeout:g} s"
+                ) from None
+        self._queue.remove(submission)
+        self._queued_events -= submission.size
+        raise Overloaded(f"no write slot within {self._queue_timeout:g} s (QUEUE_TIMEOUT_SECONDS)")
 
     # --- flushing ----------------------------------------------------------------------------
 
@@ -233,16 +247,20 @@ class Writer:
 
     async def _flush(self, submissions: list[_Submission]) -> None:
         rows: list[EventRow] = []
+        row_indexes: list[int] = []
         dead_letters: list[DeadLetter] = []
         for submission in submissions:
             rows.extend(submission.batch.rows)
+            row_indexes.extend(submission.batch.row_indexes)
             dead_letters.extend(submission.batch.dead_letters)
         self.flush_sizes.append(len(rows))
         try:
-            outcome = await self._sink.write(rows, dead_letters)
-        except Unavailable as error:
+            outcome = await self._sink.write(rows, dead_letters, row_indexes)
+        except DatabaseUnavailable as error:
             self._mark_unavailable(error.message)
             self._fail(submissions, DatabaseUnavailable(f"database unavailable: {error.message}"))
+        except Unavailable as error:  # this flush failed; the database is still there
+            self._fail(submissions, error)
         except Exception as error:
             log.exception("flush of %d events failed", len(rows))
             self._fail(submissions, DatabaseUnavailable(f"the write failed: {error}"))

@@ -249,8 +249,8 @@ async def test_an_event_the_database_refuses_is_isolated(
     assert rejected["index"] == 13
     assert "refused by the database" in rejected["error"] and "no_forbidden" in rejected["error"]
     assert await db.fetchval("SELECT count(*) FROM analytics_events") == 39
-    letter = await db.fetchrow("SELECT reason, payload FROM analytics_dead_letters")
-    assert letter["reason"] == rejected["error"]
+    letter = await db.fetchrow("SELECT event_index, reason, payload FROM analytics_dead_letters")
+    assert (letter["event_index"], letter["reason"]) == (13, rejected["error"])
     assert json.loads(letter["payload"])["data"]["command"] == "forbidden"
 
 

@@ -99,7 +99,6 @@ async def test_plain_postgresql(servers: dict[str, Server]) -> None:
         "idx_analytics_events_type_time",
         "idx_analytics_events_service_time",
         "idx_analytics_events_data",
-        "idx_analytics_events_event_id",
     }
 
 

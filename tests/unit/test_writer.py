@@ -34,7 +34,10 @@ class FakeSink:
         self.outcomes: list[WriteOutcome] = []
 
     async def write(
-        self, rows: Sequence[EventRow], dead_letters: Sequence[DeadLetter]
+        self,
+        rows: Sequence[EventRow],
+        dead_letters: Sequence[DeadLetter],
+        row_indexes: Sequence[int],
     ) -> WriteOutcome:
         await self.gate.wait()
         if self.error is not None:

@@ -5,7 +5,11 @@ ALTER TABLE analytics_events ADD COLUMN IF NOT EXISTS received_at TIMESTAMPTZ;
 ALTER TABLE analytics_events ALTER COLUMN received_at SET DEFAULT NOW();
 ALTER TABLE analytics_events ADD COLUMN IF NOT EXISTS hostname TEXT;
 ALTER TABLE analytics_events ADD COLUMN IF NOT EXISTS environment TEXT;
--- Exactly once: the same event can't be stored twice. Under a hypertable a unique index must
--- include the partitioning column. Rows written without an event_id (NULL) never conflict.
-CREATE UNIQUE INDEX IF NOT EXISTS idx_analytics_events_event_id
-    ON analytics_events (event_id, "timestamp");
+-- Exactly once: the key of every stored event, unique. A unique index on analytics_events
+-- itself cannot be added once TimescaleDB compression is enabled on it, as it is in the
+-- existing deployment; this table is written in the same transaction as the events.
+CREATE TABLE IF NOT EXISTS analytics_event_keys (
+    event_id UUID NOT NULL,
+    "timestamp" TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (event_id, "timestamp")
+);

@@ -195,8 +195,19 @@ MIGRATIONS = (
         "pre",
         (
             Step(
-                "columns event_id, received_at, hostname, environment; unique event_id",
+                "columns event_id, received_at, hostname, environment; "
+                "table analytics_event_keys (unique event keys)",
                 _file("003_event_identity.sql"),
+            ),
+            Step(
+                "analytics_event_keys as a hypertable with 1-day chunks",
+                _file("003_keys_hypertable.sql"),
+                TIMESCALEDB,
+            ),
+            Step(
+                "retention of 90 days for analytics_event_keys",
+                _file("003_keys_retention.sql"),
+                TIMESCALE_LICENSE,
             ),
         ),
     ),
@@ -345,8 +356,9 @@ async def _inventory(connection: Connection) -> list[str]:
     )
     added = sorted(row[0] for row in columns)
     lines.append("added columns: " + (", ".join(added) if added else "none"))
-    dead = await connection.fetchval("SELECT to_regclass('analytics_dead_letters') IS NOT NULL")
-    lines.append(f"analytics_dead_letters: {'present' if dead else 'missing'}")
+    for table in ("analytics_event_keys", "analytics_dead_letters"):
+        present = await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", table)
+        lines.append(f"{table}: {'present' if present else 'missing'}")
     kinds = {
         row[0]: row[1]
         for row in await connection.fetch(
