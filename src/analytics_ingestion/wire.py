@@ -19,6 +19,7 @@ import os
 import re
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
@@ -132,13 +133,11 @@ def split_array(body: bytes) -> list[bytes]:
         raise MalformedBody(
             f"expected a JSON array of events, got {_json_type_of_document(body)}"
         ) from None
-    except RecursionError:
-        raise MalformedBody("invalid JSON: nested too deeply") from None
-    except msgspec.DecodeError:
-        # The fast parser refuses some arrays whose elements only are bad (an unpaired
-        # surrogate escape, say). The tolerant one finds the elements so each can be judged
-        # alone, and gives a precise position when the body really is not JSON.
-        return _split_array_tolerant(body)
+    except (msgspec.DecodeError, RecursionError):
+        # The fast parser refuses the whole array when one element is bad (an unpaired
+        # surrogate escape, nesting too deep, a syntax error). Find the elements by their
+        # brackets instead, so each can be judged alone; only a broken array is a 400.
+        return _split_array_by_brackets(body)
 
 
 def _json_type_of_document(body: bytes) -> str:
@@ -149,54 +148,56 @@ def _json_type_of_document(body: bytes) -> str:
     )
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
+_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{},]|"', re.DOTALL)
+_CLOSER = {b"[": b"]", b"{": b"}"}
+_JSON_WHITESPACE = b" \t\n\r"
 
 
-_TOLERANT = json.JSONDecoder(parse_constant=_reject_constant)
-_WHITESPACE = re.compile(r"[ \t\n\r]*")
-
-
-def _split_array_tolerant(body: bytes) -> list[bytes]:
-    text = body.decode("utf-8", "surrogateescape")
-    position = _WHITESPACE.match(text, 0).end()  # type: ignore[union-attr]
-    if text[position : position + 1] != "[":
-        if position == len(text):
-            raise MalformedBody("the body is empty; expected a JSON array of events", position)
-        raise MalformedBody("expected a JSON array of events", position)
+def _split_array_by_brackets(body: bytes) -> list[bytes]:
+    """Split a JSON array into its elements' bytes without parsing them (no recursion)."""
+    position = len(body) - len(body.lstrip(_JSON_WHITESPACE))
+    if position == len(body):
+        raise MalformedBody("the body is empty; expected a JSON array of events", 0)
+    if body[position : position + 1] != b"[":
+        raise _malformed("expected a JSON array of events", position, body)
+    expected_closers: list[bytes] = []
     elements: list[bytes] = []
-    position = _WHITESPACE.match(text, position + 1).end()  # type: ignore[union-attr]
-    if text[position : position + 1] == "]":
-        position += 1
-    else:
-        while True:
-            try:
-                _, end = _TOLERANT.raw_decode(text, position)
-            except json.JSONDecodeError as error:
-                raise _malformed(error.msg, error.pos, text) from None
-            except (ValueError, RecursionError) as error:
-                message = "nested too deeply" if isinstance(error, RecursionError) else str(error)
-                raise _malformed(message, position, text) from None
-            elements.append(text[position:end].encode("utf-8", "surrogateescape"))
-            position = _WHITESPACE.match(text, end).end()  # type: ignore[union-attr]
-            separator = text[position : position + 1]
-            position = _WHITESPACE.match(text, position + 1).end()  # type: ignore[union-attr]
-            if separator == "]":
-                break
-            if separator != ",":
-                raise _malformed("expected ',' or ']' after an array element", position - 1, text)
-    if position < len(text):
-        raise _malformed("unexpected data after the array", position, text)
-    return elements
+    start = position + 1
+    for match in _TOKEN.finditer(body, position + 1):
+        token, at = match.group(), match.start()
+        if token[:1] == b'"':
+            if len(token) == 1:
+                raise _malformed("unterminated string", at, body)
+        elif token in _CLOSER:
+            expected_closers.append(_CLOSER[token])
+        elif token == b"," and not expected_closers:
+            element = body[start:at].strip(_JSON_WHITESPACE)
+            if not element:
+                raise _malformed("expected a value before ','", at, body)
+            elements.append(element)
+            start = at + 1
+        elif expected_closers:
+            if token != b"," and expected_closers.pop() != token:
+                raise _malformed(f"unexpected '{token.decode()}'", at, body)
+        elif token == b"]":
+            element = body[start:at].strip(_JSON_WHITESPACE)
+            if element:
+                elements.append(element)
+            elif elements:
+                raise _malformed("expected a value after ','", at, body)
+            if body[at + 1 :].strip(_JSON_WHITESPACE):
+                raise _malformed("unexpected data after the array", at + 1, body)
+            return elements
+        else:
+            raise _malformed(f"unexpected '{token.decode()}'", at, body)
+    raise _malformed("the array is not closed", len(body), body)
 
 
-def _malformed(message: str, char_position: int, text: str) -> MalformedBody:
-    line = text.count("\n", 0, char_position) + 1
-    column = char_position - (text.rfind("\n", 0, char_position) + 1) + 1
-    byte_position = len(text[:char_position].encode("utf-8", "surrogateescape"))
+def _malformed(message: str, position: int, body: bytes) -> MalformedBody:
+    line = body.count(b"\n", 0, position) + 1
+    column = position - (body.rfind(b"\n", 0, position) + 1) + 1
     return MalformedBody(
-        f"invalid JSON at line {line} column {column} (byte {byte_position}): {message}",
-        byte_position,
+        f"invalid JSON at line {line} column {column} (byte {position}): {message}", position
     )
 
 
@@ -234,6 +235,8 @@ def decode_event(
     element = _decode_json(raw, _ELEMENT_DECODER, "the event")
     if b"\\u0000" in raw:
         _reject_nul(raw)
+    if _LONG_NUMBER.search(raw):
+        _reject_numeric_overflow(raw)
     if element.event:
         event_type, service, user_id, data = _shape_a(element, catalog)
     elif element.event_type is not msgspec.UNSET:
@@ -338,31 +341,60 @@ def _reject_nul(raw: bytes) -> None:
         )
 
 
+# PostgreSQL's numeric, which jsonb stores numbers as, holds at most 131072 digits before the
+# decimal point and 16383 after. Only a long exponent or a very long fraction can exceed that.
+_LONG_NUMBER = re.compile(rb"[0-9][eE][+-]?[0-9]{5}|\.[0-9]{16384}")
+_NUMERIC_MAX_INTEGER_DIGITS = 131072
+_NUMERIC_MAX_SCALE = 16383
+
+
+def _reject_numeric_overflow(raw: bytes) -> None:
+    value = _decode_json(raw, _WIDE_OBJECT_DECODER, "")
+
+    def overflows(number: Any) -> bool:
+        if not isinstance(number, Decimal):
+            return False
+        _sign, digits, exponent = number.as_tuple()
+        assert isinstance(exponent, int)
+        if exponent < 0:
+            return -exponent > _NUMERIC_MAX_SCALE
+        return any(digits) and len(digits) + exponent > _NUMERIC_MAX_INTEGER_DIGITS
+
+    path = _find_value(value, "$", overflows)
+    if path is not None:
+        raise EventError(f"{path}: number outside the range PostgreSQL can store")
+
+
 def _find_surrogate(raw: bytes) -> str | None:
     try:
-        value = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        value = json.loads(raw.decode("utf-8"))
     except (ValueError, RecursionError):
         return None
     return _find_string(value, "$", lambda s: any("\ud800" <= c <= "\udfff" for c in s))
 
 
-def _find_string(value: Any, path: str, bad: Any) -> str | None:
+def _find_string(value: Any, path: str, bad: Callable[[str], bool]) -> str | None:
     """The path of the first string (key or value) inside `value` for which `bad` is true."""
-    if isinstance(value, str):
-        return path if bad(value) else None
+    return _find_value(value, path, lambda item: isinstance(item, str) and bad(item))
+
+
+def _find_value(value: Any, path: str, bad: Callable[[Any], bool]) -> str | None:
+    """The path of the first scalar or key inside `value` for which `bad` is true."""
     if isinstance(value, dict):
         for key, item in value.items():
             if bad(key):
                 return f"{path} (a key)"
-            found = _find_string(item, f"{path}.{key}", bad)
+            found = _find_value(item, f"{path}.{key}", bad)
             if found is not None:
                 return found
-    elif isinstance(value, list):
+        return None
+    if isinstance(value, list):
         for position, item in enumerate(value):
-            found = _find_string(item, f"{path}[{position}]", bad)
+            found = _find_value(item, f"{path}[{position}]", bad)
             if found is not None:
                 return found
-    return None
+        return None
+    return path if bad(value) else None
 
 
 # --- field values --------------------------------------------------------------------------

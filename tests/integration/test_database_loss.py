@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import random
+import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -57,5 +60,41 @@ async def test_503_while_the_database_is_down_then_recovery(cluster_root: Path) 
             assert await db.fetchval("SELECT count(*) FROM analytics_events") == 2
         finally:
             await db.close()
+    finally:
+        cluster.stop()
+
+
+def _signal_cluster(cluster_dir: Path, signal_number: int) -> None:
+    postmaster = int((cluster_dir / "postmaster.pid").read_text().split()[0])
+    children = subprocess.run(
+        ["pgrep", "-P", str(postmaster)], capture_output=True, text=True
+    ).stdout.split()
+    for pid in [postmaster, *map(int, children)]:
+        os.kill(pid, signal_number)
+
+
+async def test_a_database_that_stops_answering_gets_503_not_a_hang(cluster_root: Path) -> None:
+    cluster = start_cluster("postgres", cluster_root / "hang")
+    try:
+        url = await create_database(Server("postgres", cluster.url(), cluster))
+        rng = random.Random(9)
+        with running_service(url, FLUSH_TIMEOUT_SECONDS="1") as service:
+            async with service.client() as client:
+                assert (await post(client, [shape_b(rng)])).status_code == 200
+                _signal_cluster(cluster.cluster_dir, signal.SIGSTOP)
+                try:
+                    started = time.monotonic()
+                    frozen = await post(client, [shape_b(rng)])
+                    answered_in = time.monotonic() - started
+                finally:
+                    _signal_cluster(cluster.cluster_dir, signal.SIGCONT)
+                assert frozen.status_code == 503
+                assert "did not finish within 1 s" in frozen.json()["error"]
+                assert answered_in < 4
+
+                async def accepted() -> bool:
+                    return (await post(client, [shape_b(rng)])).status_code == 200
+
+                await wait_until(accepted, within=10)
     finally:
         cluster.stop()

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -452,17 +453,42 @@ def test_uuid7_is_time_ordered() -> None:
         pytest.param(b"", "empty", id="empty"),
         pytest.param(b'{"a": 1}', "expected a JSON array of events, got an object", id="object"),
         pytest.param(b'"x"', "got a string", id="string"),
-        pytest.param(b"[1, 2", "invalid JSON at line 1", id="truncated"),
-        pytest.param(b"[1,]", "invalid JSON", id="trailing-comma"),
-        pytest.param(b"[NaN]", "invalid JSON", id="nan"),
+        pytest.param(b"[1, 2", "the array is not closed", id="truncated"),
+        pytest.param(b"[1,]", "expected a value after ','", id="trailing-comma"),
+        pytest.param(b"[1,,2]", "expected a value before ','", id="empty-element"),
         pytest.param(b"[1] x", "unexpected data after the array", id="trailing-data"),
-        pytest.param(b'[\n{"a": 1},\n{"b" 2}]', "line 3 column 6", id="position"),
-        pytest.param(b"[" * 100_000 + b"]" * 100_000, "nested too deeply", id="deep-nesting"),
+        pytest.param(b'["abc]', "unterminated string", id="unterminated-string"),
+        pytest.param(
+            b'[\n{"a": 1},\n{"b": [2}]', "line 3 column 9 (byte 20): unexpected '}'", id="position"
+        ),
     ],
 )
 def test_malformed_body(body: bytes, message: str) -> None:
-    with pytest.raises(MalformedBody, match=message):
+    with pytest.raises(MalformedBody, match=re.escape(message)):
         split_array(body)
+
+
+@pytest.mark.parametrize(
+    ("element", "reason"),
+    [
+        pytest.param(
+            b'{"timestamp": "2026-11-26T11:47:34Z", "event": {"type": "x", "n": '
+            + b"[" * 100_000
+            + b"]" * 100_000
+            + b"}}",
+            "nested too deeply",
+            id="deep-nesting",
+        ),
+        pytest.param(b"NaN", "malformed", id="nan"),
+        pytest.param(b'{"event": {"type": "x", "n": 1 2}}', "malformed", id="syntax-inside"),
+    ],
+)
+def test_a_broken_element_is_rejected_alone(element: bytes, reason: str) -> None:
+    good = json.dumps(task_created()).encode()
+    batch = decode(b"[" + good + b", " + element + b", " + good + b"]")
+    assert batch.row_indexes == [0, 2]
+    assert [r.index for r in batch.rejections] == [1]
+    assert reason in batch.rejections[0].error
 
 
 def test_empty_array() -> None:
@@ -475,3 +501,27 @@ def test_offsets_are_converted() -> None:
     element = {**task_created(), "timestamp": moment.isoformat()}
     [row] = decode([element]).rows
     assert row.timestamp == moment.astimezone(UTC)
+
+
+@pytest.mark.parametrize(
+    ("number", "stored"),
+    [
+        pytest.param("1e131071", True, id="largest-exponent"),
+        pytest.param("1e131072", False, id="too-large"),
+        pytest.param("1e-16383", True, id="smallest-scale"),
+        pytest.param("1.5e-16383", False, id="scale-too-large"),
+        pytest.param("0e-99999", False, id="zero-with-huge-scale"),
+        pytest.param("0e999999", True, id="zero-with-huge-exponent"),
+        pytest.param("2.5e10000", True, id="long-exponent-in-range"),
+    ],
+)
+def test_numbers_postgresql_cannot_store(number: str, stored: bool) -> None:
+    body = f'[{{"timestamp": "2026-11-26T11:47:34Z", "event": {{"type": "x", "ok": "1e999999", "n": [{number}]}}}}]'
+    batch = decode(body.encode())
+    if stored:
+        assert len(batch.rows) == 1
+    else:
+        assert (
+            batch.rejections[0].error
+            == "$.event.n[0]: number outside the range PostgreSQL can store"
+        )
