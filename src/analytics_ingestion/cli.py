@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -75,7 +76,7 @@ def serve(settings: Settings) -> None:
             port=settings.port,
             log_level=settings.log_level.lower(),
             lifespan="on",
-            timeout_graceful_shutdown=int(settings.shutdown_timeout_seconds) or None,
+            timeout_graceful_shutdown=max(1, math.ceil(settings.shutdown_timeout_seconds)),
         )
         server = _Server(config)
         server.run()

@@ -515,8 +515,13 @@ def uuid7(unix_ms: int | None = None) -> uuid.UUID:
 # --- timestamps ----------------------------------------------------------------------------
 
 _RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:[Zz]|([+-])(\d{2}):(\d{2}))"
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?"
+    r"(?:[Zz]|([+-])([0-9]{2}):([0-9]{2}))"
 )
+# PostgreSQL counts time in microseconds from 2000-01-01; the service this one replaces cut
+# the extra digits toward that epoch, which before it means one microsecond later.
+_POSTGRES_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+_ONE_MICROSECOND = timedelta(microseconds=1)
 _OFFSETS: dict[tuple[str, str, str], timezone] = {}
 
 
@@ -537,7 +542,11 @@ def parse_timestamp(text: str) -> datetime:
         moment = datetime(
             int(year), int(month), int(day), int(hour), int(minute), int(second), microsecond, zone
         )
-        return moment if zone is UTC else moment.astimezone(UTC)
+        if zone is not UTC:
+            moment = moment.astimezone(UTC)
+        if moment < _POSTGRES_EPOCH and fraction and fraction[6:].strip("0"):
+            moment += _ONE_MICROSECOND
+        return moment
     except OverflowError:
         raise ValueError("outside the supported range 0001-01-01 to 9999-12-31 (UTC)") from None
 

@@ -92,6 +92,16 @@ def task_created(**changes: object) -> dict[str, object]:
             datetime(2026, 11, 26, 11, 47, 34, tzinfo=UTC),
             id="space-and-lower-z",
         ),
+        pytest.param(
+            "1999-12-31T23:59:59.9999995Z",
+            datetime(2000, 1, 1, tzinfo=UTC),
+            id="before-2000-cut-toward-2000",
+        ),
+        pytest.param(
+            "1999-12-31T23:59:59.1234560Z",
+            datetime(1999, 12, 31, 23, 59, 59, 123456, tzinfo=UTC),
+            id="before-2000-exact",
+        ),
     ],
 )
 def test_parse_timestamp(text: str, expected: datetime) -> None:
@@ -111,6 +121,7 @@ def test_parse_timestamp(text: str, expected: datetime) -> None:
         pytest.param("9999-12-31T23:59:59-01:00", "range", id="after-year-9999"),
         pytest.param("2026-11-26T11:47:34+24:00", "offset", id="bad-offset"),
         pytest.param("1764157654", "RFC 3339", id="epoch-number-as-string"),
+        pytest.param("\u0662\u0660\u0662\u0666-11-26T11:47:34Z", "RFC 3339", id="non-ascii-digits"),
     ],
 )
 def test_parse_timestamp_rejects(text: str, reason: str) -> None:
