@@ -26,6 +26,7 @@ from analytics_ingestion.errors import (
     Unavailable,
     UnsupportedMediaType,
 )
+from analytics_ingestion.metrics import Metrics
 from analytics_ingestion.settings import Settings
 from analytics_ingestion.store import Store
 from analytics_ingestion.writer import FlushPolicy, Writer
@@ -57,9 +58,16 @@ async def ready(request: Request) -> Response:
     return JSONResponse({"status": "ready", "queued_events": writer.queued_events})
 
 
+async def metrics(request: Request) -> Response:
+    writer: Writer = request.state.writer
+    text = request.state.metrics.render({"analytics_queue_events": writer.queued_events})
+    return Response(text, media_type="text/plain; version=0.0.4")
+
+
 async def ingest_batch(request: Request) -> Response:
     settings: Settings = request.state.settings
     writer: Writer = request.state.writer
+    counts: Metrics = request.state.metrics
     try:
         _require_json(request)
         body = await _read_body(request, settings.max_body_bytes)
@@ -75,9 +83,17 @@ async def ingest_batch(request: Request) -> Response:
             raise
         delivery = await writer.submit(batch)
     except IngestionError as error:
+        counts.add("analytics_requests_total", status=str(error.status_code))
         return _answer_error(error, settings)
     rejected = sorted([*batch.rejections, *delivery.rejections], key=lambda r: r.index)
     stored = delivery.accepted + delivery.duplicates
+    status_code = 422 if batch.received and not stored else 200
+    counts.add("analytics_requests_total", status=str(status_code))
+    counts.add("analytics_events_received_total", batch.received)
+    counts.add("analytics_events_accepted_total", delivery.accepted)
+    counts.add("analytics_events_duplicate_total", delivery.duplicates)
+    counts.add("analytics_events_rejected_total", len(batch.rejections), stage="validation")
+    counts.add("analytics_events_rejected_total", len(delivery.rejections), stage="database")
     return JSONResponse(
         {
             "received": batch.received,
@@ -85,7 +101,7 @@ async def ingest_batch(request: Request) -> Response:
             "duplicates": delivery.duplicates,
             "rejected": [rejection.to_json() for rejection in rejected],
         },
-        status_code=422 if batch.received and not stored else 200,
+        status_code=status_code,
     )
 
 
@@ -132,6 +148,7 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
             connections=settings.writer_connections,
             flush_timeout=settings.flush_timeout_seconds,
         )
+        counts = Metrics()
         writer = Writer(
             event_store,
             FlushPolicy(settings.flush_max_events, settings.flush_linger_seconds),
@@ -139,11 +156,12 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
             connections=settings.writer_connections,
             queue_timeout=settings.queue_timeout_seconds,
             write_timeout=settings.flush_timeout_seconds * 2 + 5,
+            metrics=counts,
         )
         writer.start()
         log.info("accepting events")
         try:
-            yield {"settings": settings, "store": event_store, "writer": writer}
+            yield {"settings": settings, "store": event_store, "writer": writer, "metrics": counts}
         finally:
             await writer.close(settings.shutdown_timeout_seconds)
             await event_store.close()
@@ -153,6 +171,7 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
         routes=[
             Route("/health", health, methods=["GET"]),
             Route("/ready", ready, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
             Route("/events/batch", ingest_batch, methods=["POST"]),
         ],
         lifespan=lifespan,

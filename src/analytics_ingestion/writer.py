@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from analytics_ingestion.errors import DatabaseUnavailable, Overloaded, ShuttingDown, Unavailable
+from analytics_ingestion.metrics import Metrics
 from analytics_ingestion.wire import Batch, DeadLetter, EventRow, Rejection
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,7 @@ class Writer:
         write_timeout: float = 30.0,
         probe_interval: float = 0.25,
         clock: Callable[[], float] = time.monotonic,
+        metrics: Metrics | None = None,
     ) -> None:
         self._sink = sink
         self._policy = policy
@@ -124,7 +126,7 @@ class Writer:
         self._probe: asyncio.Task[None] | None = None
         self._closing = False
         self._unavailable: str | None = None
-        self.flush_sizes: deque[int] = deque(maxlen=1000)
+        self._metrics = metrics or Metrics()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -253,7 +255,6 @@ class Writer:
             rows.extend(submission.batch.rows)
             row_indexes.extend(submission.batch.row_indexes)
             dead_letters.extend(submission.batch.dead_letters)
-        self.flush_sizes.append(len(rows))
         try:
             outcome = await self._sink.write(rows, dead_letters, row_indexes)
         except DatabaseUnavailable as error:
@@ -265,6 +266,8 @@ class Writer:
             log.exception("flush of %d events failed", len(rows))
             self._fail(submissions, DatabaseUnavailable(f"the write failed: {error}"))
         else:
+            self._metrics.add("analytics_flushes_total")
+            self._metrics.add("analytics_flushed_rows_total", len(rows) + len(dead_letters))
             self._deliver(submissions, outcome)
         finally:
             self._in_flight.difference_update(submissions)

@@ -101,6 +101,10 @@ async def test_a_malformed_event_among_99_good_ones(
     assert letter["reason"] == "event.task_id: required for task_created"
     assert json.loads(letter["payload"]) == events[37]
     assert letter["received_at"] > datetime.now(UTC) - timedelta(minutes=1)
+    async with service.client() as client:
+        metrics = (await client.get("/metrics")).text
+    assert 'analytics_events_rejected_total{stage="validation"} 1\n' in metrics
+    assert "analytics_events_accepted_total 99\n" in metrics
 
 
 async def test_nothing_valid_is_422_and_dead_lettered(

@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from analytics_ingestion.metrics import Metrics
+
+
+def test_counts_render_as_prometheus_text() -> None:
+    metrics = Metrics()
+    metrics.add("analytics_requests_total", status="200")
+    metrics.add("analytics_requests_total", status="200")
+    metrics.add("analytics_events_rejected_total", 3, stage="validation")
+    text = metrics.render({"analytics_queue_events": 7})
+    assert 'analytics_requests_total{status="200"} 2\n' in text
+    assert 'analytics_events_rejected_total{stage="validation"} 3\n' in text
+    assert "# TYPE analytics_queue_events gauge\nanalytics_queue_events 7\n" in text
+    assert metrics.value("analytics_requests_total", status="200") == 2
