@@ -154,10 +154,13 @@ class Store:
         row_indexes: Sequence[int],
     ) -> WriteOutcome:
         """Store rows and dead letters in one transaction; `row_indexes` are the rows'
-        positions in their requests, for the dead letters of rows the database refuses."""
+        positions in their requests, for the dead letters of rows the database refuses.
+
+        Bounded by FLUSH_TIMEOUT_SECONDS in all, retries included."""
+        deadline = asyncio.get_running_loop().time() + self._flush_timeout
         for _ in range(_ATTEMPTS):
             try:
-                return await self._write_once(rows, dead_letters, row_indexes)
+                return await self._write_once(rows, dead_letters, row_indexes, deadline)
             except _Conflict:
                 continue
         raise WriteFailed(f"the write conflicted with concurrent writes {_ATTEMPTS} times")
@@ -167,27 +170,40 @@ class Store:
         rows: Sequence[EventRow],
         dead_letters: Sequence[DeadLetter],
         row_indexes: Sequence[int],
+        deadline: float,
     ) -> WriteOutcome:
+        loop = asyncio.get_running_loop()
+        timed_out = DatabaseUnavailable(
+            f"the write did not finish within {self._flush_timeout:g} s (FLUSH_TIMEOUT_SECONDS)"
+        )
         try:
-            connection = await self._pool.acquire(timeout=self._flush_timeout)
+            connection = await self._pool.acquire(timeout=max(deadline - loop.time(), 0.001))
+        except TimeoutError:
+            raise timed_out from None
         except Exception as error:
             raise _translate(error) from error
-        try:
-            async with asyncio.timeout(self._flush_timeout):
-                return await self._write(connection, rows, dead_letters, row_indexes)
-        except TimeoutError:
-            # A server that stopped answering would make the reset on release hang too.
+        expired = False
+
+        def expire() -> None:
+            # Closing the connection fails whatever waits on it, the rollback included; a
+            # cancellation would wait for a server that stopped answering.
+            nonlocal expired
+            expired = True
             connection.terminate()
-            raise DatabaseUnavailable(
-                f"the write did not finish within {self._flush_timeout:g} s (FLUSH_TIMEOUT_SECONDS)"
-            ) from None
+
+        watchdog = loop.call_at(deadline, expire)
+        try:
+            return await self._write(connection, rows, dead_letters, row_indexes)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            if expired:
+                raise timed_out from None
             if _sqlstate(error)[:2] == _CONFLICT_CLASS:
                 raise _Conflict from error
             raise _translate(error) from error
         finally:
+            watchdog.cancel()
             with contextlib.suppress(Exception):
-                await self._pool.release(connection, timeout=2)
+                await self._pool.release(connection, timeout=1)
 
     async def _write(
         self,

@@ -114,6 +114,8 @@ def decode_batch(
             )
         except EventError as error:
             batch.reject(index, str(error), raw, received_at)
+        except RecursionError:
+            batch.reject(index, "nested too deeply", raw, received_at)
         else:
             batch.rows.append(row)
             batch.row_indexes.append(index)
@@ -148,6 +150,10 @@ def _json_type_of_document(body: bytes) -> str:
     )
 
 
+# Deeper than this, an array is refused whole: finding the end of such an element would cost
+# a scan of the rest of the body. Less deep but past what the decoder takes (about 900
+# levels), the element alone is rejected. No event of this platform nests beyond a few.
+MAX_NESTING = 1024
 _TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{},]|"', re.DOTALL)
 _CLOSER = {b"[": b"]", b"{": b"}"}
 _JSON_WHITESPACE = b" \t\n\r"
@@ -170,6 +176,8 @@ def _split_array_by_brackets(body: bytes) -> list[bytes]:
                 raise _malformed("unterminated string", at, body)
         elif token in _CLOSER:
             expected_closers.append(_CLOSER[token])
+            if len(expected_closers) > MAX_NESTING:
+                raise _malformed(f"nested deeper than {MAX_NESTING} levels", at, body)
         elif token == b"," and not expected_closers:
             element = body[start:at].strip(_JSON_WHITESPACE)
             if not element:

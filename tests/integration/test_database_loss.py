@@ -98,3 +98,28 @@ async def test_a_database_that_stops_answering_gets_503_not_a_hang(cluster_root:
                 await wait_until(accepted, within=10)
     finally:
         cluster.stop()
+
+
+async def test_a_write_stuck_inside_its_transaction_is_cut_off(servers: dict[str, Server]) -> None:
+    url = await create_database(servers["postgres"])
+    db = await asyncpg.connect(url)
+    try:
+        # Every COPY into the table now blocks inside the transaction, on a lock held here.
+        await db.execute("BEGIN; LOCK TABLE analytics_event_keys IN ACCESS EXCLUSIVE MODE")
+        rng = random.Random(10)
+        with running_service(url, FLUSH_TIMEOUT_SECONDS="1", WRITER_CONNECTIONS="1") as service:
+            async with service.client() as client:
+                started = time.monotonic()
+                stuck = await post(client, [shape_b(rng)])
+                answered_in = time.monotonic() - started
+                assert stuck.status_code == 503
+                assert "did not finish within 1 s" in stuck.json()["error"]
+                assert answered_in < 3
+                await db.execute("ROLLBACK")
+
+                async def accepted() -> bool:  # the one flush worker is free again
+                    return (await post(client, [shape_b(rng)])).status_code == 200
+
+                await wait_until(accepted, within=10)
+    finally:
+        await db.close()

@@ -469,6 +469,7 @@ def test_uuid7_is_time_ordered() -> None:
         pytest.param(b"[1,,2]", "expected a value before ','", id="empty-element"),
         pytest.param(b"[1] x", "unexpected data after the array", id="trailing-data"),
         pytest.param(b'["abc]', "unterminated string", id="unterminated-string"),
+        pytest.param(b"[" * 64 * 1024 * 1024, "nested deeper than 1024 levels", id="nesting-cap"),
         pytest.param(
             b'[\n{"a": 1},\n{"b": [2}]', "line 3 column 9 (byte 20): unexpected '}'", id="position"
         ),
@@ -484,11 +485,20 @@ def test_malformed_body(body: bytes, message: str) -> None:
     [
         pytest.param(
             b'{"timestamp": "2026-11-26T11:47:34Z", "event": {"type": "x", "n": '
-            + b"[" * 100_000
-            + b"]" * 100_000
+            + b"[" * 1000
+            + b"]" * 1000
             + b"}}",
             "nested too deeply",
             id="deep-nesting",
+        ),
+        pytest.param(
+            b'{"timestamp": "2026-11-26T11:47:34Z", "event": {"type": "x", "n": '
+            + b"[" * 300
+            + b"1e999999"
+            + b"]" * 300
+            + b"}}",
+            "$.event.n[0]",
+            id="deep-and-overflowing",
         ),
         pytest.param(b"NaN", "malformed", id="nan"),
         pytest.param(b'{"event": {"type": "x", "n": 1 2}}', "malformed", id="syntax-inside"),

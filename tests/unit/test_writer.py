@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from analytics_ingestion.errors import DatabaseUnavailable, Overloaded, ShuttingDown
+from analytics_ingestion.errors import DatabaseUnavailable, Overloaded, ShuttingDown, WriteFailed
 from analytics_ingestion.wire import Batch, DeadLetter, EventRow
 from analytics_ingestion.writer import FlushPolicy, WriteOutcome, Writer
 
@@ -246,3 +246,15 @@ async def test_close_answers_everything_by_its_deadline() -> None:
     await writer.close(0.05)
     with pytest.raises(ShuttingDown):
         await task
+
+
+async def test_a_refused_write_fails_its_flush_only() -> None:
+    sink = FakeSink()
+    writer = make_writer(sink)
+    sink.error = WriteFailed("the database refused the write (UndefinedTableError, 42P01)")
+    with pytest.raises(WriteFailed):
+        await writer.submit(rows(1))
+    assert writer.problem() is None  # the database is still there: no fast refusals
+    sink.error = None
+    assert (await writer.submit(rows(1))).accepted == 1
+    await writer.close(1)
