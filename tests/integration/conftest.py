@@ -181,6 +181,22 @@ def service(database: str) -> Iterator[Service]:
         yield running
 
 
+async def query(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    connection = await asyncpg.connect(url)
+    try:
+        return await connection.fetch(sql, *args)
+    finally:
+        await connection.close()
+
+
+async def copies_by_task(url: str) -> dict[str, int]:
+    """How many rows hold each `data->>'task_id'`: exactly once means 1 for every one."""
+    rows = await query(
+        url, "SELECT data->>'task_id' AS task, count(*) AS copies FROM analytics_events GROUP BY 1"
+    )
+    return {row["task"]: row["copies"] for row in rows}
+
+
 async def post(client: httpx.AsyncClient, events: Any, **headers: str) -> httpx.Response:
     return await client.post("/events/batch", json=events, headers=headers)
 

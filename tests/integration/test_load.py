@@ -9,7 +9,7 @@ import asyncpg
 import orjson
 
 from tests.events import CATALOG, shape_a
-from tests.integration.conftest import Service, running_service
+from tests.integration.conftest import Service, copies_by_task, running_service
 
 TASK_CREATED = CATALOG.find("task_created")
 
@@ -59,14 +59,7 @@ async def test_200_concurrent_clients_every_acknowledged_event_once(
 
     with running_service(timescale_database) as service:
         await asyncio.gather(*(client_loop(service, mine) for mine in bodies))
-    db = await asyncpg.connect(timescale_database)
-    try:
-        rows = await db.fetch(
-            "SELECT data->>'task_id' AS task, count(*) AS copies FROM analytics_events GROUP BY 1"
-        )
-    finally:
-        await db.close()
-    stored = {row["task"]: row["copies"] for row in rows}
+    stored = await copies_by_task(timescale_database)
     assert len(acknowledged) == clients * batches * size  # nothing was refused here
     assert all(stored.get(task) == 1 for task in acknowledged), (
         "an acknowledged event is missing or doubled"

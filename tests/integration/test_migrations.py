@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 
 from analytics_ingestion import migrations
-from tests.integration.conftest import Server, create_database, post, running_service
+from tests.integration.conftest import Server, create_database, post, query, running_service
 
 # The existing deployment's schema, as its tool created it (contract §4-§6), minus what the
 # Apache edition refuses (compression, policies, continuous aggregates): its aggregates are
@@ -86,13 +86,9 @@ async def test_plain_postgresql(servers: dict[str, Server]) -> None:
         "left out for this edition: the timescaledb extension; hypertable with 1-day chunks"
         in after
     )
-    connection = await asyncpg.connect(url)
-    try:
-        indexes = await connection.fetch(
-            "SELECT indexname FROM pg_indexes WHERE tablename = 'analytics_events'"
-        )
-    finally:
-        await connection.close()
+    indexes = await query(
+        url, "SELECT indexname FROM pg_indexes WHERE tablename = 'analytics_events'"
+    )
     assert {row[0] for row in indexes} == {
         "analytics_events_pkey",
         "idx_analytics_events_user_time",

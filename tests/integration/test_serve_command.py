@@ -17,7 +17,7 @@ import httpx
 
 from analytics_ingestion.embedded import EmbeddedPostgres
 from tests.events import CATALOG, shape_a
-from tests.integration.conftest import free_socket
+from tests.integration.conftest import copies_by_task, free_socket
 
 
 def test_serve_with_the_embedded_database(cluster_root: Path) -> None:
@@ -176,14 +176,7 @@ async def test_sigterm_under_load_answers_and_keeps_what_it_acknowledged(
     assert process.returncode == 0, output
     assert exited_in < 25
     assert acknowledged_before > 0, outcomes
-    connection = await asyncpg.connect(timescale_database)
-    try:
-        rows = await connection.fetch(
-            "SELECT data->>'task_id' AS task, count(*) AS n FROM analytics_events GROUP BY 1"
-        )
-    finally:
-        await connection.close()
-    stored = {row["task"]: row["n"] for row in rows}
+    stored = await copies_by_task(timescale_database)
     print(
         f"SIGTERM under load: {outcomes}, {len(acknowledged)} acknowledged, {len(stored)} stored, exit in {exited_in:.2f} s"
     )
