@@ -1,4 +1,4 @@
-"""The command line: `analytics-ingestion serve | migrate [all|pre|post|status|dry-run]`."""
+"""The command line: `analytics-ingestion serve | migrate [all|pre|post|status|dry-run] | bench`."""
 
 from __future__ import annotations
 
@@ -114,7 +114,18 @@ def main(argv: list[str] | None = None) -> int:
         choices=["all", "pre", "post", "status", "dry-run"],
         help="all (default), pre-deploy, post-deploy, status, or print the SQL (dry-run)",
     )
-    args = parser.parse_args(argv)
+    commands.add_parser(
+        "bench",
+        help="measure the write path against the database's COPY ceiling (bench --help)",
+        add_help=False,
+    )
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "bench":
+        from analytics_ingestion import bench
+
+        return bench.main(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         settings = Settings.from_environ()
         logging.basicConfig(

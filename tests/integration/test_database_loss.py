@@ -11,7 +11,7 @@ from pathlib import Path
 
 import asyncpg
 
-from tests.events import shape_b
+from analytics_ingestion.samples import shape_b
 from tests.integration.conftest import (
     Server,
     create_database,

@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
+from analytics_ingestion.samples import CATALOG, event_object, shape_a, shape_b
 from analytics_ingestion.wire import idempotent_event_id, parse_timestamp
-from tests.events import CATALOG, event_object, shape_a, shape_b
 from tests.integration.conftest import Service, post
 
 

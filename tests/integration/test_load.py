@@ -8,7 +8,7 @@ import random
 import asyncpg
 import orjson
 
-from tests.events import CATALOG, shape_a
+from analytics_ingestion.samples import CATALOG, shape_a
 from tests.integration.conftest import Service, copies_by_task, running_service
 
 TASK_CREATED = CATALOG.find("task_created")

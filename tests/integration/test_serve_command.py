@@ -16,7 +16,7 @@ import asyncpg
 import httpx
 
 from analytics_ingestion.embedded import EmbeddedPostgres
-from tests.events import CATALOG, shape_a
+from analytics_ingestion.samples import CATALOG, shape_a
 from tests.integration.conftest import copies_by_task, free_socket
 
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from analytics_ingestion.errors import MalformedBody
+from analytics_ingestion.samples import CATALOG, event_object, shape_a, shape_b
 from analytics_ingestion.wire import (
     decode_batch,
     idempotent_event_id,
@@ -16,7 +17,6 @@ from analytics_ingestion.wire import (
     split_array,
     uuid7,
 )
-from tests.events import CATALOG, event_object, shape_a, shape_b
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 TASK = "0b8f8f5e-3c8a-4d51-9d47-1f0e2f3c4a5b"

@@ -1,4 +1,5 @@
-"""Realistic events of every catalog type, as the platform's client sends them."""
+"""Realistic events of every catalog type, as the platform's client sends them: for the
+benchmark and the tests."""
 
 from __future__ import annotations
 

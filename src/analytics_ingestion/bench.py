@@ -1,0 +1,370 @@
+"""`analytics-ingestion bench`: the write path measured against the database's own ceiling.
+
+Each run, on a fresh database with this project's schema and the contract's full index set:
+
+1. ceiling: the same rows loaded with binary COPY straight into `analytics_events` from 1, 2
+   and 4 connections (5,000-row transactions); the best rows/s is the ceiling;
+2. end to end: the service (a separate process) under `wrk` posting 100-event shape-A
+   batches rotated from pre-generated bodies of every catalog type; committed events/s are
+   counted in the database; p50/p99 latency from wrk;
+3. half load: p50/p99 at a fixed offered rate of half the requests/s found in 2;
+4. cost: the service's CPU time per 1,000 events and its peak resident memory.
+
+With `--without-gin` the GIN index on `data` is dropped first. Figures are medians of the
+runs. wrk (a C load generator) keeps the load's own CPU well below the service's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import orjson
+
+from analytics_ingestion import migrations, samples, wire
+from analytics_ingestion.embedded import EmbeddedPostgres
+from analytics_ingestion.store import EVENT_COLUMNS, _init_connection
+
+BATCH = 100
+COPY_ROWS = 5_000
+CEILING_ROWS = 200_000
+BODIES = 200
+
+
+@dataclass
+class Figures:
+    ceiling_rows_per_s: dict[int, float]
+    ceiling: float
+    end_to_end_events_per_s: float
+    ratio: float
+    p50_ms: float
+    p99_ms: float
+    half_load_rate_events_per_s: float
+    half_load_p50_ms: float
+    half_load_p99_ms: float
+    service_cpu_ms_per_1000_events: float
+    service_peak_rss_mb: float
+    average_event_bytes: float
+
+
+# --- the database ----------------------------------------------------------------------------
+
+
+@contextmanager
+def database_server(url: str | None) -> Iterator[str]:
+    """The given server, or a private durable one (fsync on) for the length of the bench."""
+    if url:
+        yield url
+        return
+    root = Path(tempfile.mkdtemp(prefix="analytics-bench-", dir="/tmp"))
+    root.chmod(0o755)
+    server = EmbeddedPostgres(root / "postgres", settings={"max_connections": "100"})
+    server.start()
+    try:
+        yield server.url()
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _with_database(url: str, name: str) -> str:
+    if "?" in url:
+        base, query = url.split("?", 1)
+        return f"{base.rsplit('/', 1)[0]}/{name}?{query}"
+    return f"{url.rsplit('/', 1)[0]}/{name}"
+
+
+async def fresh_database(admin_url: str, name: str, without_gin: bool) -> str:
+    admin = await asyncpg.connect(admin_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = _with_database(admin_url, name)
+    connection = await asyncpg.connect(url)
+    try:
+        await migrations.migrate(connection, "all", report=lambda _: None)
+        if without_gin:
+            await connection.execute("DROP INDEX idx_analytics_events_data")
+    finally:
+        await connection.close()
+    return url
+
+
+async def truncate(url: str) -> None:
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.execute(
+            "TRUNCATE analytics_events, analytics_event_keys, analytics_dead_letters"
+        )
+        await connection.execute("CHECKPOINT")
+    finally:
+        await connection.close()
+
+
+async def count_events(url: str) -> int:
+    connection = await asyncpg.connect(url)
+    try:
+        return int(await connection.fetchval("SELECT count(*) FROM analytics_events"))
+    finally:
+        await connection.close()
+
+
+async def copy_ceiling(url: str, rows: list[wire.EventRow], connections: int) -> float:
+    chunks = [rows[i : i + COPY_ROWS] for i in range(0, len(rows), COPY_ROWS)]
+
+    async def load(mine: list[list[wire.EventRow]]) -> None:
+        connection = await asyncpg.connect(url)
+        await _init_connection(connection)
+        try:
+            for chunk in mine:
+                async with connection.transaction():
+                    await connection.copy_records_to_table(
+                        "analytics_events", records=chunk, columns=EVENT_COLUMNS
+                    )
+        finally:
+            await connection.close()
+
+    await truncate(url)
+    started = time.perf_counter()
+    await asyncio.gather(*(load(chunks[n::connections]) for n in range(connections)))
+    return len(rows) / (time.perf_counter() - started)
+
+
+# --- the service and the load ----------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def service(url: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    port = free_port()
+    environ = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "MIGRATE_ON_START": "false",
+        "LOG_LEVEL": "WARNING",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "analytics_ingestion", "serve"],
+        env=environ,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the service did not start") from None
+                time.sleep(0.1)
+        yield process, base
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def write_load_script(directory: Path, bodies: list[bytes], delay_ms: float | None) -> Path:
+    lines = ["bodies = {"]
+    lines += [f"[==[{body.decode()}]==]," for body in bodies]
+    lines += [
+        "}",
+        "counter = 0",
+        "request = function()",
+        "  counter = counter % #bodies + 1",
+        "  return wrk.format('POST', '/events/batch',"
+        " {['Content-Type'] = 'application/json'}, bodies[counter])",
+        "end",
+    ]
+    if delay_ms is not None:
+        lines += ["delay = function()", f"  return {delay_ms:.3f}", "end"]
+    script = directory / ("fixed-rate.lua" if delay_ms is not None else "load.lua")
+    script.write_text("\n".join(lines) + "\n")
+    return script
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def run_wrk(script: Path, base: str, seconds: int, connections: int) -> dict[str, float]:
+    threads = min(2, connections)
+    result = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
+         "-s", str(script), base],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return parse_wrk(result.stdout)
+
+
+def parse_wrk(output: str) -> dict[str, float]:
+    """p50/p99 (ms), requests/s and non-2xx answers from `wrk --latency`'s report."""
+    figures = {}
+    for percentile in ("50", "99"):
+        match = re.search(rf"^\s+{percentile}(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$", output, re.M)
+        if match is None:
+            raise RuntimeError(f"wrk printed no {percentile}% latency:\n{output}")
+        figures[f"p{percentile}_ms"] = float(match[1]) * _UNITS[match[2]]
+    requests = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    figures["requests_per_s"] = float(requests[1]) if requests else 0.0
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    figures["non_2xx"] = float(errors[1]) if errors else 0.0
+    return figures
+
+
+# --- one run ---------------------------------------------------------------------------------
+
+
+async def one_run(
+    admin_url: str, run: int, seconds: int, connections: int, without_gin: bool, workdir: Path
+) -> Figures:
+    rng = random.Random(run)
+    url = await fresh_database(admin_url, f"analytics_bench_{run}", without_gin)
+    events = [samples.shape_a(rng=rng) for _ in range(CEILING_ROWS)]
+    body = orjson.dumps(events)
+    rows = wire.decode_batch(body, received_at=datetime.now(UTC)).rows
+    ceiling = {n: await copy_ceiling(url, rows, n) for n in (1, 2, 4)}
+    await truncate(url)
+
+    bodies = [orjson.dumps(events[i : i + BATCH]) for i in range(0, BODIES * BATCH, BATCH)]
+    average_event_bytes = sum(len(b) for b in bodies) / (BODIES * BATCH)
+    with service(url) as (process, base):
+        run_wrk(write_load_script(workdir, bodies[:10], None), base, 2, connections)  # warm up
+        before_events, before_cpu = await count_events(url), cpu_seconds(process.pid)
+        started = time.monotonic()
+        full = run_wrk(write_load_script(workdir, bodies, None), base, seconds, connections)
+        elapsed = time.monotonic() - started
+        stored = await count_events(url) - before_events
+        cpu = cpu_seconds(process.pid) - before_cpu
+        half_rate = full["requests_per_s"] / 2
+        delay_ms = connections * 1000 / half_rate
+        half = run_wrk(write_load_script(workdir, bodies, delay_ms), base, seconds, connections)
+        rss = peak_rss_mb(process.pid)
+    end_to_end = stored / elapsed
+    best = max(ceiling.values())
+    return Figures(
+        ceiling_rows_per_s={n: round(v) for n, v in ceiling.items()},
+        ceiling=round(best),
+        end_to_end_events_per_s=round(end_to_end),
+        ratio=round(end_to_end / best, 3),
+        p50_ms=round(full["p50_ms"], 1),
+        p99_ms=round(full["p99_ms"], 1),
+        half_load_rate_events_per_s=round(half_rate * BATCH),
+        half_load_p50_ms=round(half["p50_ms"], 1),
+        half_load_p99_ms=round(half["p99_ms"], 1),
+        service_cpu_ms_per_1000_events=round(cpu * 1000 / stored * 1000, 1) if stored else 0.0,
+        service_peak_rss_mb=round(rss, 1),
+        average_event_bytes=round(average_event_bytes),
+    )
+
+
+def median_figures(runs: list[Figures]) -> Figures:
+    def median(name: str) -> float:
+        return float(statistics.median(getattr(run, name) for run in runs))
+
+    values = {name: median(name) for name in asdict(runs[0]) if name != "ceiling_rows_per_s"}
+    ceilings = {
+        n: float(statistics.median(run.ceiling_rows_per_s[n] for run in runs))
+        for n in runs[0].ceiling_rows_per_s
+    }
+    return Figures(ceiling_rows_per_s=ceilings, **values)
+
+
+def render(median: Figures, runs: list[Figures], label: str) -> str:
+    rows = [
+        ("COPY ceiling, 1 / 2 / 4 connections (rows/s)",
+         " / ".join(f"{v:,.0f}" for v in median.ceiling_rows_per_s.values())),
+        ("ceiling (best, rows/s)", f"{median.ceiling:,.0f}"),
+        ("end to end (committed events/s)", f"{median.end_to_end_events_per_s:,.0f}"),
+        ("end to end / ceiling", f"{median.ratio:.3f}"),
+        ("latency at full load p50 / p99 (ms)", f"{median.p50_ms:.1f} / {median.p99_ms:.1f}"),
+        ("half load offered (events/s)", f"{median.half_load_rate_events_per_s:,.0f}"),
+        ("latency at half load p50 / p99 (ms)",
+         f"{median.half_load_p50_ms:.1f} / {median.half_load_p99_ms:.1f}"),
+        ("service CPU per 1,000 events (ms)", f"{median.service_cpu_ms_per_1000_events:.1f}"),
+        ("service peak RSS (MB)", f"{median.service_peak_rss_mb:.1f}"),
+        ("average event size (bytes)", f"{median.average_event_bytes:.0f}"),
+    ]  # fmt: skip
+    width = max(len(name) for name, _ in rows)
+    lines = [f"{label}: median of {len(runs)} run(s); ratios per run: "
+             + ", ".join(f"{run.ratio:.3f}" for run in runs)]  # fmt: skip
+    lines += [f"  {name:<{width}}  {value}" for name, value in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="analytics-ingestion bench", description=__doc__)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=20, help="length of each load phase")
+    parser.add_argument("--connections", type=int, default=16, help="concurrent HTTP clients")
+    parser.add_argument("--without-gin", action="store_true", help="drop the GIN index on data")
+    parser.add_argument("--json", type=Path, default=Path("bench-results.json"))
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("analytics-ingestion bench: needs wrk (apt-get install wrk)", file=sys.stderr)
+        return 2
+    label = "without the GIN index" if args.without_gin else "full index set"
+    results = []
+    with (
+        database_server(os.environ.get("DATABASE_URL")) as admin_url,
+        tempfile.TemporaryDirectory() as workdir,
+    ):
+        for run in range(args.runs):
+            figures = asyncio.run(
+                one_run(
+                    admin_url, run, args.seconds, args.connections, args.without_gin, Path(workdir)
+                )
+            )
+            events_per_s = figures.end_to_end_events_per_s
+            print(f"run {run + 1}: ratio {figures.ratio:.3f}, {events_per_s:,.0f} events/s")
+            results.append(figures)
+    median = median_figures(results)
+    print(render(median, results, label))
+    args.json.write_text(json.dumps(
+        {"label": label, "median": asdict(median), "runs": [asdict(r) for r in results]}, indent=2
+    ) + "\n")  # fmt: skip
+    print(f"written to {args.json}")
+    return 0
