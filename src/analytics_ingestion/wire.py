@@ -14,14 +14,15 @@ byte for byte: nothing is re-encoded, and fields the catalog does not know yet a
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
+import random
 import re
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple
 
@@ -42,9 +43,9 @@ class EventRow(NamedTuple):
     timestamp: datetime
     event_type: str
     service: str
-    user_id: uuid.UUID | None
+    user_id: str | None  # UUIDs as text: lowercase, hyphenated
     data: bytes
-    event_id: uuid.UUID
+    event_id: str
     received_at: datetime
     hostname: str | None
     environment: str | None
@@ -227,9 +228,49 @@ class _Element(msgspec.Struct):
 
 
 _ELEMENT_DECODER = msgspec.json.Decoder(_Element)
-_OBJECT_DECODER = msgspec.json.Decoder()
-# Numbers beyond a double's range are valid JSON and PostgreSQL's jsonb keeps them.
-_WIDE_OBJECT_DECODER = msgspec.json.Decoder(float_hook=Decimal)
+# PostgreSQL's numeric, which jsonb keeps numbers as, holds at most 131072 digits before the
+# decimal point and 16383 after. Only a number written with a fraction or an exponent can
+# exceed that within the body limit (msgspec refuses integers longer than a few thousand
+# digits), and msgspec hands exactly those to the float hook, as their text.
+_NUMERIC_MAX_INTEGER_DIGITS = 131072
+_NUMERIC_MAX_SCALE = 16383
+_FLOAT64_MAX = 1.7976931348623157e308
+
+
+_NUMERIC_OVERFLOW = "number outside the range PostgreSQL can store"
+
+
+def _numeric_overflow_path(raw: bytes, where: str) -> str:
+    """Where in the object the first such number is (msgspec's path omits the keys)."""
+
+    def overflows(value: Any) -> bool:
+        try:
+            _number(str(value))
+        except ValueError:
+            return True
+        return False
+
+    value = json.loads(raw, parse_float=Decimal)
+    found = _find_value(value, where or "$", lambda v: isinstance(v, Decimal) and overflows(v))
+    return found or where
+
+
+def _number(text: str) -> float | Decimal:
+    value = float(text)
+    if len(text) < 24 and value != 0.0 and abs(value) < _FLOAT64_MAX and abs(value) > 1e-300:
+        return value  # the usual case: nowhere near a limit
+    exact = Decimal(text)
+    _sign, digits, exponent = exact.as_tuple()
+    assert isinstance(exponent, int)
+    if (exponent < 0 and -exponent > _NUMERIC_MAX_SCALE) or (
+        any(digits) and len(digits) + exponent > _NUMERIC_MAX_INTEGER_DIGITS
+    ):
+        raise ValueError(_NUMERIC_OVERFLOW)
+    # Beyond a double's range the value is kept exact (jsonb stores it as sent).
+    return value if abs(value) < float("inf") else exact
+
+
+_OBJECT_DECODER = msgspec.json.Decoder(float_hook=_number)
 
 
 def decode_event(
@@ -243,8 +284,6 @@ def decode_event(
     element = _decode_json(raw, _ELEMENT_DECODER, "the event")
     if b"\\u0000" in raw:
         _reject_nul(raw)
-    if _LONG_NUMBER.search(raw):
-        _reject_numeric_overflow(raw)
     if element.event:
         event_type, service, user_id, data = _shape_a(element, catalog)
     elif element.event_type is not msgspec.UNSET:
@@ -266,7 +305,7 @@ def decode_event(
     )
 
 
-_Columns = tuple[str, str, uuid.UUID | None, bytes]  # event_type, service, user_id, data
+_Columns = tuple[str, str, str | None, bytes]  # event_type, service, user_id, data
 
 
 def _shape_a(element: _Element, catalog: Catalog) -> _Columns:
@@ -316,8 +355,8 @@ def _decode_json(raw: bytes, decoder: msgspec.json.Decoder[Any], where: str) -> 
     except RecursionError:
         raise EventError(f"{prefix}nested too deeply") from None
     except msgspec.ValidationError as error:
-        if decoder is _OBJECT_DECODER and str(error).startswith("Number out of range"):
-            return _decode_json(raw, _WIDE_OBJECT_DECODER, where)
+        if str(error).startswith(_NUMERIC_OVERFLOW):
+            raise EventError(f"{_numeric_overflow_path(raw, where)}: {_NUMERIC_OVERFLOW}") from None
         raise EventError(f"{prefix}{_rephrase(str(error))}") from None
     except msgspec.DecodeError as error:
         surrogate = _find_surrogate(raw)
@@ -347,30 +386,6 @@ def _reject_nul(raw: bytes) -> None:
         raise EventError(
             f"{path}: contains the NUL character (\\u0000), which PostgreSQL cannot store"
         )
-
-
-# PostgreSQL's numeric, which jsonb stores numbers as, holds at most 131072 digits before the
-# decimal point and 16383 after. Only a long exponent or a very long fraction can exceed that.
-_LONG_NUMBER = re.compile(rb"[0-9][eE][+-]?[0-9]{5}|\.[0-9]{16384}")
-_NUMERIC_MAX_INTEGER_DIGITS = 131072
-_NUMERIC_MAX_SCALE = 16383
-
-
-def _reject_numeric_overflow(raw: bytes) -> None:
-    value = _decode_json(raw, _WIDE_OBJECT_DECODER, "")
-
-    def overflows(number: Any) -> bool:
-        if not isinstance(number, Decimal):
-            return False
-        _sign, digits, exponent = number.as_tuple()
-        assert isinstance(exponent, int)
-        if exponent < 0:
-            return -exponent > _NUMERIC_MAX_SCALE
-        return any(digits) and len(digits) + exponent > _NUMERIC_MAX_INTEGER_DIGITS
-
-    path = _find_value(value, "$", overflows)
-    if path is not None:
-        raise EventError(f"{path}: number outside the range PostgreSQL can store")
 
 
 def _find_surrogate(raw: bytes) -> str | None:
@@ -413,7 +428,6 @@ _INTEGER_RANGES = {
     "int64": (-(2**63), 2**63 - 1),
     "uint16": (0, 2**16 - 1),
 }
-_FLOAT64_MAX = Decimal("1.7976931348623157e308")
 
 
 def _describe(value: Any) -> str:
@@ -430,49 +444,63 @@ def _describe(value: Any) -> str:
     return "an object"
 
 
-def _check_value(field_type: str, value: Any) -> str | None:
-    """What is wrong with `value` for a catalog field type, or None."""
-    if field_type == "any-json":
-        return None
-    if field_type == "string":
-        return None if isinstance(value, str) else "expected a string"
-    if field_type == "uuid":
-        ok = isinstance(value, str) and _UUID.fullmatch(value) is not None
-        return None if ok else "expected a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)"
-    if field_type == "boolean":
-        return None if isinstance(value, bool) else "expected a boolean"
-    if field_type == "float64":
-        if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
-            return "expected a number"
-        if value != value or abs(Decimal(value)) > _FLOAT64_MAX:
-            return "expected a finite number within float64 range"
-        return None
+_Check = Callable[[Any], str | None]  # what is wrong with a value, or None
+
+
+def _integer_check(field_type: str) -> _Check:
     low, high = _INTEGER_RANGES[field_type]
-    if isinstance(value, bool) or not isinstance(value, int):
-        return f"expected an integer ({field_type})"
-    if not low <= value <= high:
-        return f"{value} is outside the {field_type} range [{low}, {high}]"
+
+    def check(value: Any) -> str | None:
+        if type(value) is not int:  # bool is an int too, and not one here
+            return f"expected an integer ({field_type})"
+        if not low <= value <= high:
+            return f"{value} is outside the {field_type} range [{low}, {high}]"
+        return None
+
+    return check
+
+
+def _float64_check(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        return "expected a number"
+    if value != value or abs(float(value)) > _FLOAT64_MAX:
+        return "expected a finite number within float64 range"
     return None
+
+
+_CHECKS: dict[str, _Check] = {
+    "any-json": lambda value: None,
+    "string": lambda value: None if type(value) is str else "expected a string",
+    "uuid": lambda value: (
+        None
+        if type(value) is str and _UUID.fullmatch(value)
+        else "expected a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)"
+    ),
+    "boolean": lambda value: None if type(value) is bool else "expected a boolean",
+    "float64": _float64_check,
+    **{name: _integer_check(name) for name in _INTEGER_RANGES},
+}
+_FIELD_CHECKS: dict[str, tuple[tuple[str, bool, _Check], ...]] = {}
 
 
 def _check_fields(
     event_type: EventType, values: dict[str, Any], where: str, *, require: bool
 ) -> None:
-    for spec in event_type.fields:
-        if spec.name not in values:
-            if require and not spec.nullable:
-                raise EventError(f"{where}.{spec.name}: required for {event_type.wire_type}")
-            continue
-        value = values[spec.name]
-        if value is None:
-            if not spec.nullable:
-                raise EventError(
-                    f"{where}.{spec.name}: must not be null for {event_type.wire_type}"
-                )
-            continue
-        problem = _check_value(spec.type, value)
+    checks = _FIELD_CHECKS.get(event_type.wire_type)
+    if checks is None:
+        checks = tuple((f.name, f.nullable, _CHECKS[f.type]) for f in event_type.fields)
+        _FIELD_CHECKS[event_type.wire_type] = checks
+    for name, nullable, check in checks:
+        value = values.get(name, msgspec.UNSET)
+        if value is None or value is msgspec.UNSET:
+            if nullable or (value is msgspec.UNSET and not require):
+                continue
+            if value is None:
+                raise EventError(f"{where}.{name}: must not be null for {event_type.wire_type}")
+            raise EventError(f"{where}.{name}: required for {event_type.wire_type}")
+        problem = check(value)
         if problem is not None:
-            raise EventError(f"{where}.{spec.name}: {problem}, got {_describe(value)}")
+            raise EventError(f"{where}.{name}: {problem}, got {_describe(value)}")
 
 
 def _bounded(name: str, value: str) -> str:
@@ -487,13 +515,14 @@ def _optional_string(name: str, value: Any) -> str | None:
     raise EventError(f"{name}: expected a string or null, got {_describe(value)}")
 
 
-def _uuid(name: str, value: Any) -> uuid.UUID:
-    if isinstance(value, str) and _UUID.fullmatch(value):
-        return uuid.UUID(value)
+def _uuid(name: str, value: Any) -> str:
+    """A UUID as PostgreSQL prints it; kept as text, which asyncpg encodes in C."""
+    if type(value) is str and _UUID.fullmatch(value):
+        return value.lower()
     raise EventError(f"{name}: expected a UUID, got {_describe(value)}")
 
 
-def _event_id(given: Any, index: int, idempotency_key: str | None) -> uuid.UUID:
+def _event_id(given: Any, index: int, idempotency_key: str | None) -> str:
     if given is not None:
         return _uuid("event_id", given)
     if idempotency_key is not None:
@@ -501,23 +530,26 @@ def _event_id(given: Any, index: int, idempotency_key: str | None) -> uuid.UUID:
     return uuid7()
 
 
-def idempotent_event_id(idempotency_key: str, index: int) -> uuid.UUID:
+def idempotent_event_id(idempotency_key: str, index: int) -> str:
     """The same key and position give the same id, so a retried request stores nothing twice."""
-    return uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{idempotency_key}\x1f{index}")
+    return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{idempotency_key}\x1f{index}"))
 
 
-def uuid7(unix_ms: int | None = None) -> uuid.UUID:
+def uuid7(unix_ms: int | None = None) -> str:
     """A time-ordered UUID (RFC 9562 version 7): new ids land at the end of the index."""
     milliseconds = time.time_ns() // 1_000_000 if unix_ms is None else unix_ms
-    random = int.from_bytes(os.urandom(10), "big")
+    # random's module generator is seeded from the OS and reseeded in a forked child, so two
+    # processes never share a sequence; ids need uniqueness, not secrecy.
+    bits = random.getrandbits(74)
     value = (
         (milliseconds & 0xFFFF_FFFF_FFFF) << 80
         | 0x7 << 76
-        | (random >> 64 & 0xFFF) << 64
+        | (bits >> 62) << 64
         | 0b10 << 62
-        | random & (2**62 - 1)
+        | bits & (2**62 - 1)
     )
-    return uuid.UUID(int=value)
+    text = f"{value:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 # --- timestamps ----------------------------------------------------------------------------
@@ -530,7 +562,6 @@ _RFC3339 = re.compile(
 # the extra digits toward that epoch, which before it means one microsecond later.
 _POSTGRES_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 _ONE_MICROSECOND = timedelta(microseconds=1)
-_OFFSETS: dict[tuple[str, str, str], timezone] = {}
 
 
 def parse_timestamp(text: str) -> datetime:
@@ -538,37 +569,40 @@ def parse_timestamp(text: str) -> datetime:
 
     Digits past the microsecond are dropped, not rounded, as the service this one replaces did.
     """
+    if (
+        len(text) == 30  # chrono's Utc::now(): 2026-11-26T11:47:34.723533862Z, the usual case
+        and text[29] == "Z"
+        and text[10] == "T"
+        and text.isascii()
+        and text[26:29].isdigit()
+    ):
+        # datetime's C parser checks the rest: ASCII digits, separators, ranges. What it
+        # refuses goes the long way, for the precise reason.
+        with contextlib.suppress(ValueError):
+            moment = datetime.fromisoformat(f"{text[:26]}+00:00")
+            if moment < _POSTGRES_EPOCH and text[26:29] != "000":
+                moment += _ONE_MICROSECOND
+            return moment
     match = _RFC3339.fullmatch(text)
     if match is None:
         raise ValueError("expected an RFC 3339 date-time with an offset, e.g. 2026-11-26T11:47:34Z")
     year, month, day, hour, minute, second, fraction, sign, off_hours, off_minutes = match.groups()
     if second == "60":
         raise ValueError("leap seconds (:60) are not supported")
-    microsecond = int((fraction or "")[:6].ljust(6, "0"))
-    zone = UTC if sign is None else _offset(sign, off_hours, off_minutes)
+    offset = "+00:00" if sign is None else f"{sign}{off_hours}:{off_minutes}"
+    microseconds = (fraction or "")[:6].ljust(6, "0")
     try:
-        moment = datetime(
-            int(year), int(month), int(day), int(hour), int(minute), int(second), microsecond, zone
+        # The text is known to be well formed: let the C parser build the value.
+        moment = datetime.fromisoformat(
+            f"{year}-{month}-{day}T{hour}:{minute}:{second}.{microseconds}{offset}"
         )
-        if zone is not UTC:
+        if sign is not None:
             moment = moment.astimezone(UTC)
         if moment < _POSTGRES_EPOCH and fraction and fraction[6:].strip("0"):
             moment += _ONE_MICROSECOND
         return moment
     except OverflowError:
         raise ValueError("outside the supported range 0001-01-01 to 9999-12-31 (UTC)") from None
-
-
-def _offset(sign: str, hours: str, minutes: str) -> timezone:
-    key = (sign, hours, minutes)
-    zone = _OFFSETS.get(key)
-    if zone is None:
-        if int(hours) > 23 or int(minutes) > 59:
-            raise ValueError(f"invalid UTC offset {sign}{hours}:{minutes}")
-        delta = timedelta(hours=int(hours), minutes=int(minutes))
-        zone = UTC if not delta else timezone(delta if sign == "+" else -delta)
-        _OFFSETS[key] = zone
-    return zone
 
 
 def _timestamp(value: Any) -> datetime:
