@@ -250,9 +250,12 @@ def _numeric_overflow_path(raw: bytes, where: str) -> str:
             return True
         return False
 
-    value = json.loads(raw, parse_float=Decimal)
+    try:
+        value = json.loads(raw, parse_float=Decimal)
+    except (ValueError, RecursionError):  # invalid UTF-8 further on, say: name the object
+        return where or "$"
     found = _find_value(value, where or "$", lambda v: isinstance(v, Decimal) and overflows(v))
-    return found or where
+    return found or where or "$"
 
 
 def _number(text: str) -> float | Decimal:

@@ -568,3 +568,11 @@ def test_numbers_postgresql_cannot_store(number: str, stored: bool) -> None:
         assert (
             batch.rejections[0].error == "event.n[0]: number outside the range PostgreSQL can store"
         )
+
+
+def test_an_overflowing_number_before_invalid_utf8() -> None:
+    bad = (
+        b'{"timestamp": "2026-11-26T11:47:34Z", "event": {"type": "x", "n": 1e999999, "s": "\xff"}}'
+    )
+    batch = decode(b"[" + bad + b"]")
+    assert batch.rejections[0].error == "event: number outside the range PostgreSQL can store"
