@@ -24,7 +24,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from analytics_ingestion.errors import DatabaseUnavailable, Overloaded, ShuttingDown, Unavailable
+from analytics_ingestion.errors import (
+    DatabaseUnavailable,
+    Overloaded,
+    ShuttingDown,
+    Unavailable,
+    WriteFailed,
+)
 from analytics_ingestion.metrics import Metrics
 from analytics_ingestion.wire import Batch, DeadLetter, EventRow, Rejection
 
@@ -263,8 +269,8 @@ class Writer:
         except Unavailable as error:  # this flush failed; the database is still there
             self._fail(submissions, error)
         except Exception as error:
-            log.exception("flush of %d events failed", len(rows))
-            self._fail(submissions, DatabaseUnavailable(f"the write failed: {error}"))
+            log.exception("flush of %d events failed: %s", len(rows), error)
+            self._fail(submissions, WriteFailed("the write failed unexpectedly (see the log)"))
         else:
             self._metrics.add("analytics_flushes_total")
             self._metrics.add("analytics_flushed_rows_total", len(rows) + len(dead_letters))
