@@ -42,7 +42,7 @@ import orjson
 
 from analytics_ingestion import migrations, samples, wire
 from analytics_ingestion.embedded import EmbeddedPostgres
-from analytics_ingestion.store import EVENT_COLUMNS, KEY_COLUMNS, KEYS_TABLE, _init_connection
+from analytics_ingestion.store import prepare_connection, copy_events
 
 BATCH = 100
 COPY_ROWS = 5_000
@@ -140,19 +140,11 @@ async def copy_ceiling(
 
     async def load(mine: list[list[wire.EventRow]]) -> None:
         connection = await asyncpg.connect(url)
-        await _init_connection(connection)
+        await prepare_connection(connection)
         try:
             for chunk in mine:
                 async with connection.transaction():
-                    if with_keys:
-                        await connection.copy_records_to_table(
-                            KEYS_TABLE,
-                            records=[(row.event_id, row.timestamp) for row in chunk],
-                            columns=KEY_COLUMNS,
-                        )
-                    await connection.copy_records_to_table(
-                        "analytics_events", records=chunk, columns=EVENT_COLUMNS
-                    )
+                    await copy_events(connection, chunk, with_keys=with_keys)
         finally:
             await connection.close()
 

@@ -102,11 +102,22 @@ def _translate(error: BaseException) -> Unavailable:
     return WriteFailed(f"the database refused the write ({type(error).__name__}, {sqlstate})")
 
 
+async def copy_events(
+    connection: asyncpg.Connection, rows: Sequence[EventRow], *, with_keys: bool = True
+) -> None:
+    """Binary COPY of the events, after their keys (the fast path's whole write)."""
+    if with_keys:
+        await connection.copy_records_to_table(
+            KEYS_TABLE, records=[(row.event_id, row.timestamp) for row in rows], columns=KEY_COLUMNS
+        )
+    await connection.copy_records_to_table(EVENTS_TABLE, records=rows, columns=EVENT_COLUMNS)
+
+
 class _Conflict(Exception):
     """A deadlock or serialization failure with a concurrent write: worth another try."""
 
 
-async def _init_connection(connection: asyncpg.Connection) -> None:
+async def prepare_connection(connection: asyncpg.Connection) -> None:
     # Event data arrives as the client's JSON bytes: hand them to jsonb's binary input
     # (a version byte, then the text) without decoding them to str first.
     await connection.set_type_codec(
@@ -130,7 +141,7 @@ class Store:
                 url,
                 min_size=1,
                 max_size=connections + 1,  # one more than the writers, for /ready
-                init=_init_connection,
+                init=prepare_connection,
                 timeout=10,
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
@@ -215,14 +226,7 @@ class Store:
         try:
             async with connection.transaction():
                 if rows:
-                    await connection.copy_records_to_table(
-                        KEYS_TABLE,
-                        records=[(row.event_id, row.timestamp) for row in rows],
-                        columns=KEY_COLUMNS,
-                    )
-                    await connection.copy_records_to_table(
-                        EVENTS_TABLE, records=rows, columns=EVENT_COLUMNS
-                    )
+                    await copy_events(connection, rows)
                 await self._copy_dead_letters(connection, dead_letters)
             return WriteOutcome()
         except asyncpg.PostgresError as error:
