@@ -42,7 +42,7 @@ import orjson
 
 from analytics_ingestion import migrations, samples, wire
 from analytics_ingestion.embedded import EmbeddedPostgres
-from analytics_ingestion.store import prepare_connection, copy_events
+from analytics_ingestion.store import copy_events, prepare_connection
 
 BATCH = 100
 COPY_ROWS = 5_000
