@@ -35,18 +35,19 @@ class EventType:
 @dataclass(frozen=True)
 class Catalog:
     types: tuple[EventType, ...]
+    by_name: dict[str, EventType]  # wire tag, stored name and variant name -> type
 
-    def __post_init__(self) -> None:
+    @classmethod
+    def of(cls, types: tuple[EventType, ...]) -> Catalog:
         by_name: dict[str, EventType] = {}
-        for event_type in self.types:
+        for event_type in types:
             for name in (event_type.wire_type, event_type.event_type, event_type.variant):
                 by_name.setdefault(name, event_type)
-        object.__setattr__(self, "_by_name", by_name)
+        return cls(types, by_name)
 
     def find(self, name: str) -> EventType | None:
         """The type for a wire tag, a stored name or a variant name."""
-        by_name: dict[str, EventType] = self.__dict__["_by_name"]
-        return by_name.get(name)
+        return self.by_name.get(name)
 
 
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
@@ -90,7 +91,7 @@ def parse_catalog(document: dict[str, object]) -> Catalog:
                 fields=fields,
             )
         )
-    return Catalog(tuple(types))
+    return Catalog.of(tuple(types))
 
 
 @cache

@@ -124,8 +124,11 @@ class EmbeddedPostgres:
             "listen_addresses": "''",
             "unix_socket_directories": f"'{self.socket_dir}'",
             "port": str(PORT),
-            **({"shared_preload_libraries": "timescaledb"} if self.has_timescaledb else {}),
-            **({"timescaledb.telemetry_level": "off"} if self.has_timescaledb else {}),
+            **(
+                {"shared_preload_libraries": "timescaledb", "timescaledb.telemetry_level": "off"}
+                if self.has_timescaledb
+                else {}
+            ),
             **self._settings,
         }
         self._run(
