@@ -1,18 +1,23 @@
 """The store: the only module that speaks to PostgreSQL (through asyncpg).
 
-A flush is one transaction: binary COPY of each event's key `(event_id, timestamp)` into
-`analytics_event_keys` (its primary key is what makes storing an event twice impossible),
-of the events into `analytics_events`, and of the dead letters into `analytics_dead_letters`.
+A flush is one transaction: a binary COPY of the events into `analytics_events` and of the
+dead letters into `analytics_dead_letters`. The COPY stream is built here, from the rows'
+values, in one pass: cheaper than asyncpg's per-value encoding, and the client's event bytes
+go to jsonb's binary input untouched.
+
+Exactly once rests on a unique key `(event_id, timestamp)`:
+- a unique index on `analytics_events` where TimescaleDB allows one (plain PostgreSQL, and
+  hypertables without compression);
+- where compression is enabled (the Timescale license's schema), TimescaleDB refuses unique
+  indexes, so the keys go to `analytics_event_keys` instead (its primary key), in the same
+  transaction. Which of the two the database has is read when the store opens.
+
 That fast path fails as a whole when an event is already stored (a retry) or when the
 database refuses one event's data. Then, and only then, the flush is redone in a new
-transaction through a temporary table: the keys with `INSERT … ON CONFLICT DO NOTHING
-RETURNING`, which tells which events are new, and only those events; a refused part is split
-in halves under savepoints until the refused events are alone, and those are dead-lettered
-while the rest is stored.
-
-Why a table of keys rather than a unique index on `analytics_events`: TimescaleDB cannot add
-a unique index to a hypertable once compression is enabled, which the existing deployment's
-table is. The key table is a hypertable too, with the same chunks and retention.
+transaction through a temporary table: `INSERT … ON CONFLICT DO NOTHING RETURNING` tells
+which events are new and stores only those; a refused part is split in halves under
+savepoints until the refused events are alone, and those are dead-lettered while the rest is
+stored.
 
 asyncpg's errors are translated here, once, by SQLSTATE class: losing the database becomes
 `DatabaseUnavailable`, any other refusal `WriteFailed` (both 503).
@@ -24,7 +29,9 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Sequence
+import struct
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -43,13 +50,21 @@ EVENT_COLUMNS = EventRow._fields
 KEY_COLUMNS = ("event_id", "timestamp")
 DEAD_LETTER_COLUMNS = DeadLetter._fields
 
+IDENTITY_INDEX = "idx_analytics_events_event_identity"
+
 _COLUMN_LIST = ", ".join(f'"{column}"' for column in EVENT_COLUMNS)
 _CREATE_INCOMING = (
     f"CREATE TEMP TABLE IF NOT EXISTS {INCOMING_TABLE} ON COMMIT DELETE ROWS AS "
     f"SELECT {_COLUMN_LIST}, 0 AS position FROM {EVENTS_TABLE} WITH NO DATA"
 )
-# The first of equal events (by position) is the one stored; ids follow request order.
-_INSERT_NEW = f"""
+# Inserting in request order makes the first of equal events the one stored.
+_INSERT_NEW_BY_INDEX = f"""
+INSERT INTO {EVENTS_TABLE} ({_COLUMN_LIST})
+SELECT {_COLUMN_LIST} FROM {INCOMING_TABLE} ORDER BY position
+ON CONFLICT (event_id, "timestamp") DO NOTHING
+RETURNING event_id::text, "timestamp"
+"""
+_INSERT_NEW_BY_KEYS = f"""
 WITH new_keys AS (
     INSERT INTO {KEYS_TABLE} (event_id, "timestamp")
     SELECT event_id, "timestamp" FROM {INCOMING_TABLE} ORDER BY position
@@ -102,37 +117,104 @@ def _translate(error: BaseException) -> Unavailable:
     return WriteFailed(f"the database refused the write ({type(error).__name__}, {sqlstate})")
 
 
+# --- the binary COPY stream ----------------------------------------------------------------
+
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, no header extension
+_COPY_TRAILER = b"\xff\xff"
+_NULL = b"\xff\xff\xff\xff"
+_POSTGRES_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_length = struct.Struct(">i").pack
+_timestamp_field = struct.Struct(">iq").pack  # length 8, microseconds since 2000
+_position_field = struct.Struct(">ii").pack  # length 4, int4
+_FIELD_COUNT = len(EVENT_COLUMNS).to_bytes(2, "big")
+_FIELD_COUNT_WITH_POSITION = (len(EVENT_COLUMNS) + 1).to_bytes(2, "big")
+_UUID_LENGTH = _length(16)
+
+
+def _microseconds(moment: datetime) -> int:
+    return (moment - _POSTGRES_EPOCH) // _MICROSECOND
+
+
+def _text(value: str | None) -> bytes:
+    if value is None:
+        return _NULL
+    encoded = value.encode()
+    return _length(len(encoded)) + encoded
+
+
+def encode_events(rows: Sequence[EventRow], positions: Sequence[int] | None = None) -> bytes:
+    """`rows` in PostgreSQL's binary COPY format, in EVENT_COLUMNS order; with `positions`,
+    each row gets one more int4 column, its position (for the temporary table)."""
+    parts = [_COPY_HEADER]
+    append = parts.append
+    fromhex = bytes.fromhex
+    received_at: datetime | None = None
+    received_field = b""
+    field_count = _FIELD_COUNT if positions is None else _FIELD_COUNT_WITH_POSITION
+    for number, row in enumerate(rows):
+        if row.received_at is not received_at:  # shared by every row of a request
+            received_at = row.received_at
+            received_field = _timestamp_field(8, _microseconds(received_at))
+        user_id = row.user_id
+        data = row.data
+        append(
+            b"".join(
+                (
+                    field_count,
+                    _timestamp_field(8, _microseconds(row.timestamp)),
+                    _text(row.event_type),
+                    _text(row.service),
+                    _NULL if user_id is None else _UUID_LENGTH + fromhex(user_id.replace("-", "")),
+                    _length(len(data) + 1) + b"\x01" + data,  # jsonb: version 1, then the text
+                    _UUID_LENGTH + fromhex(row.event_id.replace("-", "")),
+                    received_field,
+                    _text(row.hostname),
+                    _text(row.environment),
+                )
+            )
+        )
+        if positions is not None:
+            append(_position_field(4, positions[number]))
+    append(_COPY_TRAILER)
+    return b"".join(parts)
+
+
+async def _chunks(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def copy_encoded(connection: asyncpg.Connection, table: str, data: bytes) -> None:
+    columns = EVENT_COLUMNS if table == EVENTS_TABLE else (*EVENT_COLUMNS, "position")
+    await connection.copy_to_table(table, source=_chunks(data), columns=columns, format="binary")
+
+
 async def copy_events(
-    connection: asyncpg.Connection, rows: Sequence[EventRow], *, with_keys: bool = True
+    connection: asyncpg.Connection, rows: Sequence[EventRow], *, with_keys: bool
 ) -> None:
-    """Binary COPY of the events, after their keys (the fast path's whole write)."""
+    """The fast path's whole write of `rows` (keys first, where the key table is used)."""
     if with_keys:
         await connection.copy_records_to_table(
             KEYS_TABLE, records=[(row.event_id, row.timestamp) for row in rows], columns=KEY_COLUMNS
         )
-    await connection.copy_records_to_table(EVENTS_TABLE, records=rows, columns=EVENT_COLUMNS)
+    await copy_encoded(connection, EVENTS_TABLE, encode_events(rows))
+
+
+async def uses_key_table(connection: asyncpg.Connection) -> bool:
+    """Whether exactly once goes through `analytics_event_keys` (no unique index here)."""
+    return bool(await connection.fetchval("SELECT to_regclass($1) IS NULL", IDENTITY_INDEX))
 
 
 class _Conflict(Exception):
     """A deadlock or serialization failure with a concurrent write: worth another try."""
 
 
-async def prepare_connection(connection: asyncpg.Connection) -> None:
-    # Event data arrives as the client's JSON bytes: hand them to jsonb's binary input
-    # (a version byte, then the text) without decoding them to str first.
-    await connection.set_type_codec(
-        "jsonb",
-        schema="pg_catalog",
-        encoder=lambda data: b"\x01" + data,
-        decoder=lambda data: data[1:],
-        format="binary",
-    )
-
-
 class Store:
-    def __init__(self, pool: asyncpg.Pool, flush_timeout: float) -> None:
+    def __init__(self, pool: asyncpg.Pool, flush_timeout: float, *, key_table: bool) -> None:
         self._pool = pool
         self._flush_timeout = flush_timeout
+        self._key_table = key_table
+        self._insert_new = _INSERT_NEW_BY_KEYS if key_table else _INSERT_NEW_BY_INDEX
 
     @classmethod
     async def open(cls, url: str, *, connections: int, flush_timeout: float) -> Store:
@@ -141,12 +223,13 @@ class Store:
                 url,
                 min_size=1,
                 max_size=connections + 1,  # one more than the writers, for /ready
-                init=prepare_connection,
                 timeout=10,
             )
+            async with pool.acquire() as connection:
+                key_table = await uses_key_table(connection)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
             raise _translate(error) from error
-        return cls(pool, flush_timeout)
+        return cls(pool, flush_timeout, key_table=key_table)
 
     async def close(self) -> None:
         await self._pool.close()
@@ -226,7 +309,7 @@ class Store:
         try:
             async with connection.transaction():
                 if rows:
-                    await copy_events(connection, rows)
+                    await copy_events(connection, rows, with_keys=self._key_table)
                 await self._copy_dead_letters(connection, dead_letters)
             return WriteOutcome()
         except asyncpg.PostgresError as error:
@@ -252,12 +335,9 @@ class Store:
         try:
             async with connection.transaction():  # a savepoint
                 await connection.execute(f"TRUNCATE {INCOMING_TABLE}")
-                await connection.copy_records_to_table(
-                    INCOMING_TABLE,
-                    records=[(*rows[p], p) for p in positions],
-                    columns=(*EVENT_COLUMNS, "position"),
-                )
-                inserted = await connection.fetch(_INSERT_NEW)
+                encoded = encode_events([rows[p] for p in positions], positions)
+                await copy_encoded(connection, INCOMING_TABLE, encoded)
+                inserted = await connection.fetch(self._insert_new)
         except asyncpg.PostgresError as error:
             if not _is_data_error(error):
                 raise

@@ -105,7 +105,7 @@ async def test_a_write_stuck_inside_its_transaction_is_cut_off(servers: dict[str
     db = await asyncpg.connect(url)
     try:
         # Every COPY into the table now blocks inside the transaction, on a lock held here.
-        await db.execute("BEGIN; LOCK TABLE analytics_event_keys IN ACCESS EXCLUSIVE MODE")
+        await db.execute("BEGIN; LOCK TABLE analytics_events IN ACCESS EXCLUSIVE MODE")
         rng = random.Random(10)
         with running_service(url, FLUSH_TIMEOUT_SECONDS="1", WRITER_CONNECTIONS="1") as service:
             async with service.client() as client:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import subprocess
 import sys
 import uuid
@@ -16,6 +17,7 @@ import asyncpg
 import pytest
 
 from analytics_ingestion import migrations
+from analytics_ingestion.samples import shape_b
 from tests.integration.conftest import Server, create_database, post, query, running_service
 
 # The existing deployment's schema, as its tool created it (contract §4-§6), minus what the
@@ -76,8 +78,8 @@ async def test_plain_postgresql(servers: dict[str, Server]) -> None:
     )
     assert "analytics_events: missing" in before
 
-    assert await migrate(url, "pre") == [1, 3, 4]
-    assert await migrate(url, "post") == [2]
+    assert await migrate(url, "pre") == [1, 3, 4, 5]
+    assert await migrate(url, "post") == [2, 6]
     after = await status_of(url)
     assert "pending:  nothing" in after
     assert "analytics_events: ordinary table" in after
@@ -95,7 +97,9 @@ async def test_plain_postgresql(servers: dict[str, Server]) -> None:
         "idx_analytics_events_type_time",
         "idx_analytics_events_service_time",
         "idx_analytics_events_data",
+        "idx_analytics_events_event_identity",
     }
+    assert "analytics_event_keys: missing" in after
 
 
 async def test_timescaledb_apache_license(servers: dict[str, Server]) -> None:
@@ -107,8 +111,9 @@ async def test_timescaledb_apache_license(servers: dict[str, Server]) -> None:
         "left out for this edition: compression after 7 days and retention of 90 days; "
         "the seven continuous aggregates with hourly refresh policies" in before
     )
-    assert await migrate(url) == [1, 2, 3, 4]
+    assert await migrate(url) == [1, 2, 3, 4, 5, 6]
     after = await status_of(url)
+    assert "idx_analytics_events_event_identity: present" in after
     assert "analytics_events: hypertable" in after
     assert "analytics_errors_hourly (view)" in after
     connection = await asyncpg.connect(url)
@@ -145,7 +150,7 @@ async def test_existing_deployment_is_upgraded_without_touching_its_rows(
         assert "added columns: none" in before
         assert "analytics_daily_active_users (materialized view)" in before
 
-        assert await migrate(url) == [3, 4]
+        assert await migrate(url) == [3, 4, 5, 6]
         versions = await connection.fetch(
             "SELECT version, name, applied_at FROM _migrations ORDER BY 1"
         )
@@ -154,6 +159,8 @@ async def test_existing_deployment_is_upgraded_without_touching_its_rows(
             (2, "002_create_analytics_aggregates"),
             (3, "003_add_event_identity"),
             (4, "004_create_dead_letters"),
+            (5, "005_add_event_identity_index"),
+            (6, "006_drop_event_keys"),
         ]
         assert versions[0]["applied_at"] == 1760000000
         columns = list(old_rows[0].keys())
@@ -187,6 +194,31 @@ async def test_existing_deployment_is_upgraded_without_touching_its_rows(
         await connection.close()
 
 
+async def test_from_the_key_table_to_the_unique_index(servers: dict[str, Server]) -> None:
+    # A database of the previous release: exactly once through analytics_event_keys.
+    url = await create_database(servers["timescaledb"], until=4)
+    events = [shape_b(random.Random(n)) for n in range(20)]
+    with running_service(url, MIGRATE_ON_START="false") as service:
+        async with service.client() as client:
+            assert (await post(client, events[:10])).json()["accepted"] == 10
+    assert await migrate(url, "pre") == [5]
+    # Old and new instances overlap here: the new one writes through the index.
+    with running_service(url, MIGRATE_ON_START="false") as service:
+        async with service.client() as client:
+            body = (await post(client, events)).json()
+    assert (body["accepted"], body["duplicates"]) == (10, 10)
+    assert await migrate(url, "post") == [6]
+    after = await status_of(url)
+    assert "idx_analytics_events_event_identity: present" in after
+    assert "analytics_event_keys: missing" in after
+    with running_service(url, MIGRATE_ON_START="false") as service:
+        async with service.client() as client:
+            body = (await post(client, events)).json()
+    assert (body["accepted"], body["duplicates"]) == (0, 20)
+    [count] = await query(url, "SELECT count(*) FROM analytics_events")
+    assert count[0] == 20
+
+
 @pytest.mark.parametrize("edition", ["postgres", "timescaledb"])
 async def test_instances_starting_at_once_migrate_once(
     servers: dict[str, Server], edition: str
@@ -194,7 +226,7 @@ async def test_instances_starting_at_once_migrate_once(
     url = await create_database(servers[edition], migrate=False)
     results = await asyncio.gather(*(migrate(url) for _ in range(5)))
     applied = sorted(v for result in results for v in result)
-    assert applied == [1, 2, 3, 4]
+    assert applied == [1, 2, 3, 4, 5, 6]
 
 
 def test_the_migrate_command(servers: dict[str, Server]) -> None:

@@ -22,15 +22,32 @@ def test_versions_continue_the_existing_tool() -> None:
 @pytest.mark.parametrize(
     ("applied", "phase", "expected"),
     [
-        pytest.param([], "all", [1, 2, 3, 4], id="empty-all"),
-        pytest.param([], "pre", [1, 3, 4], id="empty-pre"),
-        pytest.param([], "post", [2], id="empty-post"),
-        pytest.param([1, 2], "all", [3, 4], id="existing-deployment"),
-        pytest.param([1, 2, 3, 4], "all", [], id="up-to-date"),
+        pytest.param([], "all", [1, 2, 3, 4, 5, 6], id="empty-all"),
+        pytest.param([], "pre", [1, 3, 4, 5], id="empty-pre"),
+        pytest.param([], "post", [2, 6], id="empty-post"),
+        pytest.param([1, 2], "all", [3, 4, 5, 6], id="existing-deployment"),
+        pytest.param([1, 2, 3, 4], "all", [5, 6], id="previous-release"),
+        pytest.param([1, 2, 3, 4, 5, 6], "all", [], id="up-to-date"),
     ],
 )
 def test_pending(applied: list[int], phase: str, expected: list[int]) -> None:
     assert [m.version for m in pending(applied, phase)] == expected
+
+
+def test_pending_until_a_version() -> None:
+    assert [m.version for m in pending([], "all", until=4)] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("edition", list(Edition), ids=lambda e: e.name)
+def test_exactly_once_by_unique_index_unless_compression_rules_it_out(edition: Edition) -> None:
+    index = MIGRATIONS[4].sql_for(edition)
+    dropped = MIGRATIONS[5].sql_for(edition)
+    if edition is Edition.TIMESCALE:
+        assert (index, dropped) == ("", "")  # the key table stays
+    else:
+        assert "UNIQUE INDEX IF NOT EXISTS idx_analytics_events_event_identity" in index
+        assert 'ON analytics_events (event_id, "timestamp")' in index
+        assert "DROP TABLE IF EXISTS analytics_event_keys" in dropped
 
 
 def test_timescale_license_gets_everything() -> None:

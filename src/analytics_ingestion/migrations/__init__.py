@@ -217,14 +217,47 @@ MIGRATIONS = (
         "pre",
         (Step("table analytics_dead_letters", _file("004_dead_letters.sql")),),
     ),
+    # A unique index cannot be added to a hypertable with compression enabled (the Timescale
+    # license's schema), so there the table of keys stays. The index comes before the new
+    # code is deployed and the key table goes after, so old and new instances agree.
+    Migration(
+        5,
+        "005_add_event_identity_index",
+        "pre",
+        (
+            Step(
+                "unique index on analytics_events (event_id, timestamp)",
+                _file("005_event_identity_index.sql"),
+                WITHOUT_TIMESCALE_LICENSE,
+            ),
+        ),
+    ),
+    Migration(
+        6,
+        "006_drop_event_keys",
+        "post",
+        (
+            Step(
+                "drop analytics_event_keys (replaced by the unique index)",
+                _file("006_drop_event_keys.sql"),
+                WITHOUT_TIMESCALE_LICENSE,
+            ),
+        ),
+    ),
 )
 
 PHASES = {"all": ("pre", "post"), "pre": ("pre",), "post": ("post",)}
 
 
-def pending(applied: Iterable[int], phase: str) -> list[Migration]:
+def pending(applied: Iterable[int], phase: str, until: int | None = None) -> list[Migration]:
     done = set(applied)
-    return [m for m in MIGRATIONS if m.version not in done and m.phase in PHASES[phase]]
+    return [
+        m
+        for m in MIGRATIONS
+        if m.version not in done
+        and m.phase in PHASES[phase]
+        and (until is None or m.version <= until)
+    ]
 
 
 # --- talking to the database -----------------------------------------------------------------
@@ -265,14 +298,17 @@ async def applied_migrations(connection: Connection) -> dict[int, tuple[str, int
 
 
 async def migrate(
-    connection: Connection, phase: str = "all", report: Callable[[str], None] = print
+    connection: Connection,
+    phase: str = "all",
+    report: Callable[[str], None] = print,
+    until: int | None = None,
 ) -> list[Migration]:
-    """Apply the pending migrations of `phase`; return those applied."""
+    """Apply the pending migrations of `phase` (up to version `until`); return those applied."""
     await connection.execute("SELECT pg_advisory_lock($1)", _ADVISORY_LOCK_KEY)
     try:
         await connection.execute(_CREATE_BOOKKEEPING)
         features = await detect_features(connection)
-        todo = pending(await applied_migrations(connection), phase)
+        todo = pending(await applied_migrations(connection), phase, until)
         for migration in todo:
             async with connection.transaction():
                 await connection.execute(migration.sql_for(features.edition))
@@ -356,9 +392,14 @@ async def _inventory(connection: Connection) -> list[str]:
     )
     added = sorted(row[0] for row in columns)
     lines.append("added columns: " + (", ".join(added) if added else "none"))
-    for table in ("analytics_event_keys", "analytics_dead_letters"):
-        present = await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", table)
-        lines.append(f"{table}: {'present' if present else 'missing'}")
+    # Exactly once comes from the unique index, or where there cannot be one, the key table.
+    for relation in (
+        "idx_analytics_events_event_identity",
+        "analytics_event_keys",
+        "analytics_dead_letters",
+    ):
+        present = await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", relation)
+        lines.append(f"{relation}: {'present' if present else 'missing'}")
     kinds = {
         row[0]: row[1]
         for row in await connection.fetch(
