@@ -32,7 +32,7 @@ class EventType:
     fields: tuple[Field, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: one per process
 class Catalog:
     types: tuple[EventType, ...]
     by_name: dict[str, EventType]  # wire tag, stored name and variant name -> type

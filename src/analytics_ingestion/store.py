@@ -151,6 +151,15 @@ def encode_events(rows: Sequence[EventRow], positions: Sequence[int] | None = No
     fromhex = bytes.fromhex
     received_at: datetime | None = None
     received_field = b""
+    # Types, services, hosts and environments repeat: each distinct text is encoded once.
+    texts: dict[str | None, bytes] = {}
+
+    def text(value: str | None) -> bytes:
+        encoded = texts.get(value)
+        if encoded is None:
+            encoded = texts[value] = _text(value)
+        return encoded
+
     field_count = _FIELD_COUNT if positions is None else _FIELD_COUNT_WITH_POSITION
     for number, row in enumerate(rows):
         if row.received_at is not received_at:  # shared by every row of a request
@@ -163,14 +172,14 @@ def encode_events(rows: Sequence[EventRow], positions: Sequence[int] | None = No
                 (
                     field_count,
                     _timestamp_field(8, _microseconds(row.timestamp)),
-                    _text(row.event_type),
-                    _text(row.service),
+                    text(row.event_type),
+                    text(row.service),
                     _NULL if user_id is None else _UUID_LENGTH + fromhex(user_id.replace("-", "")),
                     _length(len(data) + 1) + b"\x01" + data,  # jsonb: version 1, then the text
                     _UUID_LENGTH + fromhex(row.event_id.replace("-", "")),
                     received_field,
-                    _text(row.hostname),
-                    _text(row.environment),
+                    text(row.hostname),
+                    text(row.environment),
                 )
             )
         )

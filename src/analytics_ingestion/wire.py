@@ -14,7 +14,6 @@ byte for byte: nothing is re-encoded, and fields the catalog does not know yet a
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import random
@@ -436,7 +435,11 @@ def _find_value(value: Any, path: str, bad: Callable[[Any], bool]) -> str | None
 
 # --- field values --------------------------------------------------------------------------
 
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+# Hyphenated, or the 32 digits alone (both PostgreSQL's uuid and the client's uuid crate read
+# that form too).
+_UUID = re.compile(
+    r"[0-9a-fA-F]{8}(-?)[0-9a-fA-F]{4}\1[0-9a-fA-F]{4}\1[0-9a-fA-F]{4}\1[0-9a-fA-F]{12}"
+)
 _INTEGER_RANGES = {
     "int32": (-(2**31), 2**31 - 1),
     "int64": (-(2**63), 2**63 - 1),
@@ -557,28 +560,27 @@ def uuid7(unix_ms: int | None = None) -> str:
     return uuid7s(1, unix_ms)[0]
 
 
-_RANDOM_B = 2**62 - 1
+_LAST_GROUP = 2**48 - 1  # the last 12 hex digits
 
 
 def uuid7s(count: int, unix_ms: int | None = None) -> list[str]:
     """`count` version-7 UUIDs of one millisecond, in increasing order.
 
-    Random bits are drawn once and the ids of a batch count up from them (RFC 9562's
-    "monotonic random" method, 6.2): unique within the process, 74 random bits across
-    processes. random's module generator is seeded from the OS and reseeded in a forked
-    child, so two processes never share a sequence; ids need uniqueness, not secrecy.
+    Random bits are drawn once and the ids of a batch count up from them in their last 48
+    bits (RFC 9562's "monotonic random" method, 6.2), starting low enough never to carry into
+    the rest: unique within the process, and 74 random bits apart across processes. random's
+    module generator is seeded from the OS and reseeded in a forked child, so two processes
+    never share a sequence; ids need uniqueness, not secrecy.
     """
     milliseconds = time.time_ns() // 1_000_000 if unix_ms is None else unix_ms
     bits = random.getrandbits(74)
-    random_b = bits & _RANDOM_B
-    if random_b + count > _RANDOM_B:  # counting up must not carry into the variant bits
-        random_b -= count
-    first = (milliseconds & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | (bits >> 62) << 64 | 0b10 << 62
-    ids = []
-    for value in range(first | random_b, first | (random_b + count)):
-        text = f"{value:032x}"
-        ids.append(f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}")
-    return ids
+    start = bits & _LAST_GROUP
+    if start + count > _LAST_GROUP:
+        start -= count
+    high = (milliseconds & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | (bits >> 62) << 64 | 0b10 << 62
+    text = f"{high | (bits & (2**62 - 1)):032x}"
+    prefix = f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-"
+    return [f"{prefix}{low:012x}" for low in range(start, start + count)]
 
 
 # --- the fast path --------------------------------------------------------------------------
@@ -591,9 +593,11 @@ def uuid7s(count: int, unix_ms: int | None = None) -> list[str]:
 # body containing what the per-event path names precisely (a NUL or surrogate escape,
 # invalid UTF-8, any refused event) is handed to it whole.
 
-_UUID_TEXT = Annotated[str, msgspec.Meta(pattern=f"^{_UUID.pattern}$")]
+# The user_id and event_id columns need the text; msgspec matches it with `re.search`, so
+# anchored with \Z (a "$" would let a trailing newline through).
+_UUID_TEXT = Annotated[str, msgspec.Meta(pattern=f"^{_UUID.pattern}\\Z")]
 _FAST_FIELD_TYPES: dict[str, Any] = {
-    "uuid": _UUID_TEXT,
+    "uuid": uuid.UUID,  # parsed in C: the same two forms as _UUID
     "string": str,
     "boolean": bool,
     "float64": float,  # msgspec refuses numbers beyond a double's range
@@ -623,18 +627,18 @@ class _FastDecoder:
     stored_names: dict[type, str]
 
 
-@functools.cache
-def _fast_decoder(types: tuple[EventType, ...]) -> _FastDecoder:
+@functools.lru_cache(maxsize=8)
+def _fast_decoder(catalog: Catalog) -> _FastDecoder:
+    types = catalog.types
     structs: dict[type, str] = {}
     for event_type in types:
         if any(f.type == "any-json" and not f.nullable for f in event_type.fields):
             continue  # msgspec's Any takes null; the per-event path refuses it
-        fields: list[tuple[str, Any] | tuple[str, Any, Any]] = [
-            (f.name, _FAST_FIELD_TYPES[f.type] | None, None)
-            if f.nullable
-            else (f.name, _FAST_FIELD_TYPES[f.type])
-            for f in event_type.fields
-        ]
+        fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
+        for f in event_type.fields:
+            # user_id is also a column, always a UUID (see _shape_a), wanted as text.
+            annotation = _UUID_TEXT if f.name == "user_id" else _FAST_FIELD_TYPES[f.type]
+            fields.append((f.name, annotation | None, None) if f.nullable else (f.name, annotation))
         declared = {f.name for f in event_type.fields}
         fields += [extra for extra in _SHAPE_A_EXTRAS if extra[0] not in declared]
         struct = msgspec.defstruct(
@@ -676,7 +680,7 @@ def decode_batch_fast(
             body.decode("utf-8")
         except UnicodeDecodeError:
             return None
-    fast = _fast_decoder(catalog.types)
+    fast = _fast_decoder(catalog)
     try:
         elements = fast.decoder.decode(body)
         raw_events = _RAW_EVENTS_DECODER.decode(body)
@@ -688,9 +692,10 @@ def decode_batch_fast(
     else:
         new_ids = [idempotent_event_id(idempotency_key, index) for index in range(count)]
     stored_names = fast.stored_names
-    rows = []
+    rows: list[EventRow] = []
+    append = rows.append
     try:
-        for index, element in enumerate(elements):
+        for element, raw_event, new_id in zip(elements, raw_events, new_ids, strict=True):
             event = element.event
             service = event.service
             if type(service) is not str:
@@ -699,17 +704,17 @@ def decode_batch_fast(
                 return None
             user_id = event.user_id
             event_id = element.event_id
-            rows.append(
-                EventRow(
-                    timestamp=parse_timestamp(element.timestamp),
-                    event_type=stored_names[type(event)],
-                    service=service,
-                    user_id=None if user_id is None else user_id.lower(),
-                    data=bytes(raw_events[index].event),
-                    event_id=new_ids[index] if event_id is None else event_id.lower(),
-                    received_at=received_at,
-                    hostname=element.hostname,
-                    environment=element.environment,
+            append(
+                EventRow(  # positional, in EventRow's order: the loop is hot
+                    parse_timestamp(element.timestamp),
+                    stored_names[type(event)],
+                    service,
+                    None if user_id is None else user_id.lower(),
+                    bytes(raw_event.event),
+                    new_id if event_id is None else event_id.lower(),
+                    received_at,
+                    element.hostname,
+                    element.environment,
                 )
             )
     except ValueError:  # a timestamp; the per-event path says what is wrong with it
@@ -747,11 +752,13 @@ def parse_timestamp(text: str) -> datetime:
     ):
         # datetime's C parser checks the rest (digits, ranges) and drops digits past the
         # microsecond. What it refuses goes the long way, for the precise reason.
-        with contextlib.suppress(ValueError):
+        try:
             moment = datetime.fromisoformat(text)
-            if moment < _POSTGRES_EPOCH and text[26:-1].strip("0"):
-                moment += _ONE_MICROSECOND
-            return moment
+        except ValueError:
+            return parse_rfc3339(text)
+        if moment < _POSTGRES_EPOCH and text[26:-1].strip("0"):
+            moment += _ONE_MICROSECOND
+        return moment
     return parse_rfc3339(text)
 
 

@@ -86,6 +86,8 @@ _AWKWARD_VALUES: list[Any] = [
     None, True, 0, -1, 2**31, -(2**31) - 1, 2**63, 2**64, 65536, 1.5, -0.0, 1e308, "",
     "ü", "😀", "a\u0000", [], {}, [[[]]], {"a": {"b": None}}, "2026-11-26T11:47:34Z",
     "0b8f8f5e-3c8a-4d51-9d47-1f0e2f3c4a5b", "0B8F8F5E-3C8A-4D51-9D47-1F0E2F3C4A5B",
+    "0b8f8f5e3c8a4d519d471f0e2f3c4a5b", "0b8f8f5e-3c8a-4d51-9d47-1f0e2f3c4a5b\n",
+    "0b8f8f5e-3c8a4d51-9d47-1f0e2f3c4a5b", "{0b8f8f5e-3c8a-4d51-9d47-1f0e2f3c4a5b}",
 ]  # fmt: skip
 _AWKWARD_NUMBERS = [b"1e400", b"-1e400", b"1" + b"0" * 400, b"1e131072", b"0." + b"1" * 17000,
                     b"1E5", b"-0", b"1.0"]  # fmt: skip
