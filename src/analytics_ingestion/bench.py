@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -42,7 +43,7 @@ import orjson
 
 from analytics_ingestion import migrations, samples, wire
 from analytics_ingestion.embedded import EmbeddedPostgres
-from analytics_ingestion.store import IDENTITY_INDEX, copy_events
+from analytics_ingestion.store import IDENTITY_INDEX, WRITE_SESSION_SETTINGS, copy_events
 
 BATCH = 100
 COPY_ROWS = 5_000
@@ -65,6 +66,7 @@ class Figures:
     service_peak_rss_mb: float
     average_event_bytes: float
     copy_without_identity_index_rows_per_s: float = 0.0
+    events_per_flush: float = 0.0
 
 
 # --- the database ----------------------------------------------------------------------------
@@ -134,7 +136,7 @@ async def copy_ceiling(url: str, rows: list[wire.EventRow], connections: int) ->
     chunks = [rows[i : i + COPY_ROWS] for i in range(0, len(rows), COPY_ROWS)]
 
     async def load(mine: list[list[wire.EventRow]]) -> None:
-        connection = await asyncpg.connect(url)
+        connection = await asyncpg.connect(url, server_settings=WRITE_SESSION_SETTINGS)
         try:
             for chunk in mine:
                 async with connection.transaction():
@@ -209,6 +211,16 @@ def service(url: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
             process.wait(30)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def flush_counters(base: str) -> tuple[float, float]:
+    """(transactions, rows written) so far, from the service's /metrics."""
+    with urllib.request.urlopen(f"{base}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    values = dict(re.findall(r"^(analytics_flush\w+_total) (\S+)$", text, re.M))
+    return float(values.get("analytics_flushes_total", 0)), float(
+        values.get("analytics_flushed_rows_total", 0)
+    )
 
 
 def cpu_seconds(pid: int) -> float:
@@ -289,11 +301,14 @@ async def one_run(
     with service(url) as (process, base):
         run_wrk(write_load_script(workdir, bodies[:10], None), base, 2, connections)  # warm up
         before_events, before_cpu = await count_events(url), cpu_seconds(process.pid)
+        before_flushes, before_rows = flush_counters(base)
         started = time.monotonic()
         full = run_wrk(write_load_script(workdir, bodies, None), base, seconds, connections)
         elapsed = time.monotonic() - started
         stored = await count_events(url) - before_events
         cpu = cpu_seconds(process.pid) - before_cpu
+        after_flushes, after_rows = flush_counters(base)
+        flushes = after_flushes - before_flushes
         half_rate = full["requests_per_s"] / 2
         delay_ms = connections * 1000 / half_rate
         half = run_wrk(write_load_script(workdir, bodies, delay_ms), base, seconds, connections)
@@ -314,6 +329,7 @@ async def one_run(
         service_peak_rss_mb=round(rss, 1),
         average_event_bytes=round(average_event_bytes),
         copy_without_identity_index_rows_per_s=round(without_identity_index),
+        events_per_flush=round((after_rows - before_rows) / flushes) if flushes else 0.0,
     )
 
 
@@ -342,6 +358,7 @@ def render(median: Figures, runs: list[Figures], label: str) -> str:
         ("half load offered (events/s)", f"{median.half_load_rate_events_per_s:,.0f}"),
         ("latency at half load p50 / p99 (ms)",
          f"{median.half_load_p50_ms:.1f} / {median.half_load_p99_ms:.1f}"),
+        ("events per flush at full load (mean)", f"{median.events_per_flush:,.0f}"),
         ("service CPU per 1,000 events (ms)", f"{median.service_cpu_ms_per_1000_events:.1f}"),
         ("service peak RSS (MB)", f"{median.service_peak_rss_mb:.1f}"),
         ("average event size (bytes)", f"{median.average_event_bytes:.0f}"),

