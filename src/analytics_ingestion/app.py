@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -20,11 +21,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from analytics_ingestion import migrations, store, wire
+from analytics_ingestion import access, body, migrations, store, wire
 from analytics_ingestion.errors import (
     IngestionError,
     MalformedBody,
-    PayloadTooLarge,
+    Unauthorized,
     Unavailable,
     UnsupportedMediaType,
 )
@@ -72,53 +73,83 @@ async def ingest_batch(request: Request) -> Response:
     settings: Settings = request.state.settings
     writer: Writer = request.state.writer
     counts: Metrics = request.state.metrics
+    started = time.perf_counter()
+    received = accepted = duplicates = rejected_count = 0
     try:
+        access.authorize(request.headers.get("authorization"), settings.write_keys)
         _require_json(request)
-        body = await _read_body(request, settings.max_body_bytes)
+        encoding = body.content_encoding(request.headers.get("content-encoding"))
+        sent = await body.read_body(
+            request.stream(),
+            declared_length=request.headers.get("content-length"),
+            limit=settings.max_body_bytes,
+            within=settings.body_timeout_seconds,
+        )
         received_at = datetime.now(UTC)
+        if encoding != "identity":  # beside the event loop: a bomb takes time to refuse too
+            sent = await asyncio.to_thread(body.decompress, sent, encoding, settings.max_body_bytes)
         decode = functools.partial(
             wire.decode_batch,
-            body,
+            sent,
             received_at=received_at,
             idempotency_key=request.headers.get("idempotency-key"),
+            max_clock_skew=timedelta(seconds=settings.max_clock_skew_seconds),
         )
         try:
             # A large body is decoded beside the event loop, which keeps answering meanwhile.
             batch = (
-                decode() if len(body) < _DECODE_INLINE_BYTES else await asyncio.to_thread(decode)
+                decode() if len(sent) < _DECODE_INLINE_BYTES else await asyncio.to_thread(decode)
             )
         except MalformedBody as error:
-            await writer.submit(wire.unreadable_body(body, error, received_at))
+            await writer.submit(wire.unreadable_body(sent, error, received_at))
             raise
         delivery = await writer.submit(batch)
     except IngestionError as error:
-        counts.add("analytics_requests_total", status=str(error.status_code))
-        return _answer_error(error, settings)
-    rejected = sorted([*batch.rejections, *delivery.rejections], key=lambda r: r.index)
-    stored = delivery.accepted + delivery.duplicates
-    status_code = 422 if batch.received and not stored else 200
-    counts.add("analytics_requests_total", status=str(status_code))
-    counts.add("analytics_events_received_total", batch.received)
-    counts.add("analytics_events_accepted_total", delivery.accepted)
-    counts.add("analytics_events_duplicate_total", delivery.duplicates)
-    counts.add("analytics_events_rejected_total", len(batch.rejections), stage="validation")
-    counts.add("analytics_events_rejected_total", len(delivery.rejections), stage="database")
-    return JSONResponse(
-        {
-            "received": batch.received,
-            "accepted": delivery.accepted,
-            "duplicates": delivery.duplicates,
-            "rejected": [rejection.to_json() for rejection in rejected],
+        response = _answer_error(error, settings)
+    else:
+        rejected = sorted([*batch.rejections, *delivery.rejections], key=lambda r: r.index)
+        received, accepted, duplicates = batch.received, delivery.accepted, delivery.duplicates
+        rejected_count = len(rejected)
+        status_code = 422 if received and not accepted + duplicates else 200
+        counts.add("analytics_events_received_total", received)
+        counts.add("analytics_events_accepted_total", accepted)
+        counts.add("analytics_events_duplicate_total", duplicates)
+        for rejection in rejected:
+            counts.add("analytics_events_rejected_total", reason=rejection.kind)
+        response = JSONResponse(
+            {
+                "received": received,
+                "accepted": accepted,
+                "duplicates": duplicates,
+                "rejected": [rejection.to_json() for rejection in rejected],
+            },
+            status_code=status_code,
+        )
+    elapsed = time.perf_counter() - started
+    counts.add("analytics_requests_total", status=str(response.status_code))
+    counts.observe("analytics_request_seconds", elapsed)
+    log.info(
+        "POST /events/batch %d",
+        response.status_code,
+        extra={
+            "status": response.status_code,
+            "duration_ms": round(elapsed * 1000, 1),
+            "received": received,
+            "accepted": accepted,
+            "duplicates": duplicates,
+            "rejected": rejected_count,
+            "client": request.client.host if request.client else None,
         },
-        status_code=status_code,
     )
+    return response
 
 
 def _answer_error(error: IngestionError, settings: Settings) -> Response:
     headers = {}
     if isinstance(error, Unavailable):
         headers["Retry-After"] = str(settings.retry_after_seconds)
-        log.warning("refused a batch: %s", error.message)
+    if isinstance(error, Unauthorized):
+        headers["WWW-Authenticate"] = access.CHALLENGE
     return JSONResponse(error.body(), status_code=error.status_code, headers=headers)
 
 
@@ -129,18 +160,6 @@ def _require_json(request: Request) -> None:
         raise UnsupportedMediaType(
             f"Content-Type must be application/json, got {content_type or 'none'}"
         )
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(limit)
-    chunks = bytearray()
-    async for chunk in request.stream():
-        chunks += chunk
-        if len(chunks) > limit:
-            raise PayloadTooLarge(limit)
-    return bytes(chunks)
 
 
 def create_app(settings: Settings, database_url: str) -> Starlette:

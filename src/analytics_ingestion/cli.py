@@ -10,10 +10,12 @@ import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from analytics_ingestion import migrations, store
+from analytics_ingestion import logs, migrations, store
 from analytics_ingestion.embedded import EmbeddedError, EmbeddedPostgres
 from analytics_ingestion.errors import ConfigError, Unavailable
 from analytics_ingestion.settings import Settings
@@ -67,6 +69,63 @@ class _Server(uvicorn.Server):
             self._captured_signals.clear()
 
 
+_REQUEST_TIMEOUT_ANSWER = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+    b"connection: close\r\ncontent-length: %d\r\n\r\n%s"
+)
+
+
+def _protocol_with_header_timeout(seconds: float) -> type[HttpToolsProtocol]:
+    """uvicorn's HTTP protocol, closing a connection whose request headers have not all
+    arrived `seconds` after it opened or after the request's first byte: a client that
+    trickles bytes (slowloris) holds a connection no longer than that. (uvicorn's keep-alive
+    timeout only covers a connection idle between requests.)"""
+    message = (
+        b'{"error":"the request headers did not arrive within %g s (HEADER_TIMEOUT_SECONDS)"}'
+        % seconds
+    )
+    answer = _REQUEST_TIMEOUT_ANSWER % (len(message), message)
+
+    class Protocol(HttpToolsProtocol):
+        _header_timer: asyncio.TimerHandle | None = None
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._header_timer = self.loop.call_later(seconds, self._headers_too_slow)
+
+        def _disarm(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _headers_too_slow(self) -> None:
+            self._header_timer = None
+            if self.cycle is not None and not self.cycle.response_complete:
+                self._arm()  # a pipelined request is still being answered
+                return
+            if not self.transport.is_closing():
+                self.transport.write(answer)
+                self.transport.close()
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._arm()
+
+        def on_headers_complete(self) -> None:
+            self._disarm()
+            super().on_headers_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+    return Protocol
+
+
 def _tune_garbage_collector() -> None:
     """Each request allocates thousands of short-lived containers, nearly all freed by
     reference counting. At the default threshold (700 allocations) the cyclic collector ran
@@ -76,20 +135,28 @@ def _tune_garbage_collector() -> None:
     gc.set_threshold(50_000, 20, 20)
 
 
+def server_config(settings: Settings, app: Any) -> uvicorn.Config:
+    """How uvicorn serves the app (the tests serve it the same way)."""
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        log_config=None,  # uvicorn's loggers go through ours (logs.configure)
+        lifespan="on",
+        # httptools (C parsing: half the CPU of h11 per 27 kB request), with a deadline for the
+        # request headers.
+        http=_protocol_with_header_timeout(settings.header_timeout_seconds),
+        access_log=False,  # the app logs one line per request itself
+        timeout_graceful_shutdown=max(1, math.ceil(settings.shutdown_timeout_seconds)),
+    )
+
+
 def serve(settings: Settings) -> None:
     from analytics_ingestion.app import create_app
 
     with database_url(settings) as url:
-        config = uvicorn.Config(
-            create_app(settings, url),
-            host=settings.host,
-            port=settings.port,
-            log_level=settings.log_level.lower(),
-            lifespan="on",
-            http="httptools",  # C parsing: half the CPU of h11 per 27 kB request
-            timeout_graceful_shutdown=max(1, math.ceil(settings.shutdown_timeout_seconds)),
-        )
-        server = _Server(config)
+        server = _Server(server_config(settings, create_app(settings, url)))
         _tune_garbage_collector()
         server.run()
         if not server.started:
@@ -140,10 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         settings = Settings.from_environ()
-        logging.basicConfig(
-            level=settings.log_level,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
+        logs.configure(settings.log_level, settings.log_format)
         if args.command == "serve":
             serve(settings)
         else:

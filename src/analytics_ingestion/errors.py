@@ -3,8 +3,10 @@
     IngestionError                      500
     ├── RequestError                    4xx: the request itself is wrong; retrying won't help
     │   ├── MalformedBody               400
-    │   ├── PayloadTooLarge             413
-    │   └── UnsupportedMediaType        415
+    │   ├── Unauthorized                401 (write keys are configured, none valid was given)
+    │   ├── RequestTimeout              408 (the body did not arrive in time)
+    │   ├── PayloadTooLarge             413 (as sent, or once decompressed)
+    │   └── UnsupportedMediaType        415 (content type or content encoding)
     └── Unavailable                     503 + Retry-After: nothing of the request was stored
         ├── Overloaded                  the queue is full, or the request waited too long in it
         ├── DatabaseUnavailable         the database cannot be reached, or does not answer
@@ -47,6 +49,14 @@ class MalformedBody(RequestError):
         if self.position is not None:
             body["position"] = self.position
         return body
+
+
+class Unauthorized(RequestError):
+    status_code = 401
+
+
+class RequestTimeout(RequestError):
+    status_code = 408
 
 
 class PayloadTooLarge(RequestError):

@@ -52,6 +52,11 @@ class Settings:
     retry_after_seconds: int = 1
     shutdown_timeout_seconds: float = 20.0
     log_level: str = "INFO"
+    log_format: str = "TEXT"
+    write_keys: tuple[str, ...] = ()
+    max_clock_skew_seconds: float = 3600.0
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 30.0
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -89,6 +94,17 @@ class Settings:
             ),
             log_level=read.choice(
                 "LOG_LEVEL", cls.log_level, ("DEBUG", "INFO", "WARNING", "ERROR")
+            ),
+            log_format=read.choice("LOG_FORMAT", cls.log_format, ("TEXT", "JSON")),
+            write_keys=read.secrets("WRITE_KEYS"),
+            max_clock_skew_seconds=read.number(
+                "MAX_CLOCK_SKEW_SECONDS", cls.max_clock_skew_seconds, minimum=0.0
+            ),
+            header_timeout_seconds=read.number(
+                "HEADER_TIMEOUT_SECONDS", cls.header_timeout_seconds, minimum=0.1
+            ),
+            body_timeout_seconds=read.number(
+                "BODY_TIMEOUT_SECONDS", cls.body_timeout_seconds, minimum=0.1
             ),
         )
 
@@ -160,6 +176,20 @@ class _Reader:
             return raw.upper()
 
         return self._convert(name, default, convert, "one of " + ", ".join(choices))
+
+    def secrets(self, name: str) -> tuple[str, ...]:
+        """A comma-separated list of keys; a bad one is named by position, never echoed."""
+        raw = self._raw(name)
+        if raw is None:
+            return ()
+        keys = tuple(key.strip() for key in raw.split(","))
+        for position, key in enumerate(keys, 1):
+            if len(key) < 16 or not key.isprintable() or " " in key:
+                raise ConfigError(
+                    name, None, f"keys of at least 16 printable characters without spaces "
+                    f"(key {position} is not)"
+                )  # fmt: skip
+        return keys
 
     def database_url(self) -> str | None:
         for name in ("DATABASE_URL", "PLATFORM_DATABASE_URL"):

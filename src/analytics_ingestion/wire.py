@@ -65,6 +65,11 @@ class Rejection:
     index: int
     error: str
 
+    @property
+    def kind(self) -> str:
+        """The reason in a word, for the metrics."""
+        return rejection_kind(self.error)
+
     def to_json(self) -> dict[str, object]:
         return {"index": self.index, "error": self.error}
 
@@ -89,6 +94,26 @@ def unreadable_body(body: bytes, error: MalformedBody, received_at: datetime) ->
     return Batch(received=0, dead_letters=[DeadLetter(received_at, None, error.message, body)])
 
 
+_KINDS = (  # (a phrase of the reason, its kind), first match wins
+    ("ahead of the server's clock", "clock_skew"),
+    ("refused by the database", "database"),
+    ("timestamp:", "timestamp"),
+    ("PostgreSQL cannot store", "unstorable_text"),
+    ("outside the range PostgreSQL can store", "number_range"),
+    ("invalid UTF-8", "malformed"),
+    ("nested too deeply", "malformed"),
+    ("the event:", "malformed"),
+    ("expected an 'event' object", "unknown_shape"),
+)
+
+
+def rejection_kind(reason: str) -> str:
+    for phrase, kind in _KINDS:
+        if phrase in reason:
+            return kind
+    return "invalid_field"
+
+
 class EventError(ValueError):
     """Why one event was refused; the message names the field."""
 
@@ -99,17 +124,27 @@ def decode_batch(
     received_at: datetime,
     idempotency_key: str | None = None,
     catalog: Catalog | None = None,
+    max_clock_skew: timedelta | None = None,
 ) -> Batch:
-    """Decode and validate a request body. Raises `MalformedBody` if it is not a JSON array."""
+    """Decode and validate a request body. Raises `MalformedBody` if it is not a JSON array.
+
+    With `max_clock_skew`, an event timestamped further than that ahead of `received_at` is
+    refused (a client clock gone wrong; its raw event is kept in the dead letters)."""
     catalog = catalog or load_catalog()
-    fast = decode_batch_fast(body, received_at, idempotency_key, catalog)
+    latest = None if max_clock_skew is None else received_at + max_clock_skew
+    fast = decode_batch_fast(body, received_at, idempotency_key, catalog, latest=latest)
     if fast is not None:
         return fast
-    return decode_batch_per_event(body, received_at, idempotency_key, catalog)
+    return decode_batch_per_event(body, received_at, idempotency_key, catalog, latest=latest)
 
 
 def decode_batch_per_event(
-    body: bytes, received_at: datetime, idempotency_key: str | None, catalog: Catalog
+    body: bytes,
+    received_at: datetime,
+    idempotency_key: str | None,
+    catalog: Catalog,
+    *,
+    latest: datetime | None = None,
 ) -> Batch:
     """Each element decoded and judged on its own: the path that says what is wrong."""
     elements = split_array(body)
@@ -122,6 +157,7 @@ def decode_batch_per_event(
                 received_at=received_at,
                 idempotency_key=idempotency_key,
                 catalog=catalog,
+                latest=latest,
             )
         except EventError as error:
             batch.reject(index, str(error), raw, received_at)
@@ -293,6 +329,7 @@ def decode_event(
     received_at: datetime,
     idempotency_key: str | None,
     catalog: Catalog,
+    latest: datetime | None = None,
 ) -> EventRow:
     element = _decode_json(raw, _ELEMENT_DECODER, "the event")
     if b"\\u0000" in raw:
@@ -305,8 +342,16 @@ def decode_event(
         raise EventError(
             "expected an 'event' object (platform client shape) or an 'event_type' (flat shape)"
         )
+    timestamp = _timestamp(element.timestamp)
+    if latest is not None and timestamp > latest:
+        ahead = (timestamp - received_at).total_seconds()
+        raise EventError(
+            f"timestamp: {element.timestamp} is {ahead:.0f} s ahead of the server's clock, more "
+            f"than the {(latest - received_at).total_seconds():g} s allowed "
+            "(MAX_CLOCK_SKEW_SECONDS)"
+        )
     return EventRow(
-        timestamp=_timestamp(element.timestamp),
+        timestamp=timestamp,
         event_type=event_type,
         service=service,
         user_id=user_id,
@@ -670,7 +715,12 @@ def _fast_decoder(catalog: Catalog) -> _FastDecoder:
 
 
 def decode_batch_fast(
-    body: bytes, received_at: datetime, idempotency_key: str | None, catalog: Catalog
+    body: bytes,
+    received_at: datetime,
+    idempotency_key: str | None,
+    catalog: Catalog,
+    *,
+    latest: datetime | None = None,
 ) -> Batch | None:
     """The batch, if every event in it is a valid shape-A event of a catalog type; else None."""
     # Escapes are rare in the client's JSON (it writes non-ASCII as UTF-8): one search
@@ -696,6 +746,7 @@ def decode_batch_fast(
     stored_names = fast.stored_names
     rows: list[EventRow] = []
     append = rows.append
+    latest = latest or _LATEST_TIMESTAMP
     try:
         for element, raw_event, new_id in zip(elements, raw_events, new_ids, strict=True):
             event = element.event
@@ -706,9 +757,12 @@ def decode_batch_fast(
                 return None
             user_id = event.user_id
             event_id = element.event_id
+            timestamp = parse_timestamp(element.timestamp)
+            if timestamp > latest:
+                return None
             append(
                 EventRow(  # positional, in EventRow's order: the loop is hot
-                    parse_timestamp(element.timestamp),
+                    timestamp,
                     stored_names[type(event)],
                     service,
                     None if user_id is None else user_id.lower(),
@@ -733,6 +787,7 @@ _RFC3339 = re.compile(
 # PostgreSQL counts time in microseconds from 2000-01-01; the service this one replaces cut
 # the extra digits toward that epoch, which before it means one microsecond later.
 _POSTGRES_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+_LATEST_TIMESTAMP = datetime.max.replace(tzinfo=UTC)
 _ONE_MICROSECOND = timedelta(microseconds=1)
 
 

@@ -261,19 +261,26 @@ class Writer:
             rows.extend(submission.batch.rows)
             row_indexes.extend(submission.batch.row_indexes)
             dead_letters.extend(submission.batch.dead_letters)
+        started = self._clock()
         try:
             outcome = await self._sink.write(rows, dead_letters, row_indexes)
         except DatabaseUnavailable as error:
+            self._metrics.add("analytics_database_errors_total", kind="unavailable")
             self._mark_unavailable(error.message)
             self._fail(submissions, DatabaseUnavailable(f"database unavailable: {error.message}"))
         except Unavailable as error:  # this flush failed; the database is still there
+            self._metrics.add("analytics_database_errors_total", kind="refused")
             self._fail(submissions, error)
         except Exception as error:
+            self._metrics.add("analytics_database_errors_total", kind="unexpected")
             log.exception("flush of %d events failed: %s", len(rows), error)
             self._fail(submissions, WriteFailed("the write failed unexpectedly (see the log)"))
         else:
+            size = len(rows) + len(dead_letters)
             self._metrics.add("analytics_flushes_total")
-            self._metrics.add("analytics_flushed_rows_total", len(rows) + len(dead_letters))
+            self._metrics.add("analytics_flushed_rows_total", size)
+            self._metrics.observe("analytics_flush_events", size)
+            self._metrics.observe("analytics_flush_seconds", self._clock() - started)
             self._deliver(submissions, outcome)
         finally:
             self._in_flight.difference_update(submissions)

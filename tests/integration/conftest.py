@@ -12,6 +12,7 @@ Each test gets a database of its own, and the service runs in-process on a real 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import socket
@@ -33,6 +34,7 @@ import uvicorn
 
 from analytics_ingestion import migrations
 from analytics_ingestion.app import create_app
+from analytics_ingestion.cli import server_config
 from analytics_ingestion.embedded import EmbeddedPostgres
 from analytics_ingestion.settings import Settings
 
@@ -162,9 +164,10 @@ def free_socket() -> socket.socket:
 @contextmanager
 def running_service(database_url: str, **environ: str) -> Iterator[Service]:
     """The app on a real socket, in a thread with its own event loop."""
-    settings = Settings.from_environ({"MIGRATE_ON_START": "true", **environ})
-    app = create_app(settings, database_url)
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning"))
+    settings = Settings.from_environ(
+        {"MIGRATE_ON_START": "true", "LOG_LEVEL": "warning", **environ}
+    )
+    server = uvicorn.Server(server_config(settings, create_app(settings, database_url)))
     sock = free_socket()
     port = sock.getsockname()[1]
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -216,3 +219,26 @@ async def wait_until(predicate: Any, within: float, interval: float = 0.05) -> f
             return time.monotonic() - start
         await asyncio.sleep(interval)
     pytest.fail(f"condition not met within {within} s")
+
+
+# --- the reliability report ------------------------------------------------------------------
+
+RELIABILITY = pytest.StashKey[dict[str, Any]]()
+REPORT = Path("reliability-report.json")
+
+
+@pytest.fixture
+def reliability(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Where a fault test records its counts (sent, acknowledged, stored, lost, duplicated)."""
+    return request.config.stash.setdefault(RELIABILITY, {})
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    report = config.stash.get(RELIABILITY, None)
+    if not report:
+        return
+    terminalreporter.section("reliability")
+    for fault, figures in report.items():
+        shown = ", ".join(f"{name} {value}" for name, value in figures.items())
+        terminalreporter.write_line(f"{fault}: {shown}")
+    REPORT.write_text(json.dumps(report, indent=2) + "\n")

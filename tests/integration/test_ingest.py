@@ -103,7 +103,7 @@ async def test_a_malformed_event_among_99_good_ones(
     assert letter["received_at"] > datetime.now(UTC) - timedelta(minutes=1)
     async with service.client() as client:
         metrics = (await client.get("/metrics")).text
-    assert 'analytics_events_rejected_total{stage="validation"} 1\n' in metrics
+    assert 'analytics_events_rejected_total{reason="invalid_field"} 1\n' in metrics
     assert "analytics_events_accepted_total 99\n" in metrics
 
 

@@ -55,6 +55,13 @@ def test_database_url(environ: dict[str, str], expected: str | None) -> None:
             "invalid DATABASE_URL: expected a URL",
             id="scheme",
         ),
+        pytest.param(
+            {"WRITE_KEYS": "good-key-0123456789,secret"},
+            "invalid WRITE_KEYS: expected keys of at least 16 printable characters without "
+            "spaces (key 2 is not)",
+            id="short-key",
+        ),
+        pytest.param({"LOG_FORMAT": "xml"}, "invalid LOG_FORMAT='xml'", id="log-format"),
     ],
 )
 def test_invalid_values_name_the_variable(environ: dict[str, str], message: str) -> None:
@@ -73,8 +80,14 @@ def test_typed_values() -> None:
             "MAX_BODY_BYTES": "1_048_576",
             "LOG_LEVEL": "debug",
             "EMBEDDED_DATA_DIR": "/srv/pg",
+            "WRITE_KEYS": " key-one-0123456789 , key-two-0123456789 ",
+            "LOG_FORMAT": "json",
+            "MAX_CLOCK_SKEW_SECONDS": "60",
         }
     )
+    assert settings.write_keys == ("key-one-0123456789", "key-two-0123456789")
+    assert settings.log_format == "JSON"
+    assert settings.max_clock_skew_seconds == 60
     assert settings.port == 9000
     assert settings.migrate_on_start is False
     assert settings.flush_linger_seconds == 0.002

@@ -14,6 +14,7 @@ from analytics_ingestion.wire import (
     decode_batch,
     idempotent_event_id,
     parse_timestamp,
+    rejection_kind,
     split_array,
     uuid7,
 )
@@ -576,3 +577,42 @@ def test_an_overflowing_number_before_invalid_utf8() -> None:
     )
     batch = decode(b"[" + bad + b"]")
     assert batch.rejections[0].error == "event: number outside the range PostgreSQL can store"
+
+
+# --- clock skew and reasons ------------------------------------------------------------------
+
+
+def test_a_timestamp_too_far_ahead_is_refused_and_kept_as_sent() -> None:
+    ahead = task_created()
+    ahead["timestamp"] = "2026-11-26T13:00:01Z"  # NOW is 12:00
+    on_time = task_created()
+    on_time["timestamp"] = "2026-11-26T13:00:00Z"
+    for events in ([ahead, on_time], [shape_a(rng=random.Random(1)), ahead]):
+        batch = decode_batch(
+            json.dumps(events).encode(), received_at=NOW, max_clock_skew=timedelta(hours=1)
+        )
+        [rejection] = batch.rejections
+        assert rejection.error == (
+            "timestamp: 2026-11-26T13:00:01Z is 3601 s ahead of the server's clock, more than "
+            "the 3600 s allowed (MAX_CLOCK_SKEW_SECONDS)"
+        )
+        assert rejection.kind == "clock_skew"
+        assert b'"2026-11-26T13:00:01Z"' in batch.dead_letters[0].payload
+        assert len(batch.rows) == 1
+
+
+@pytest.mark.parametrize(
+    ("reason", "kind"),
+    [
+        ("event.task_id: expected a UUID, got a string", "invalid_field"),
+        ("timestamp: required", "timestamp"),
+        ("refused by the database: value too long", "database"),
+        ("the event: invalid JSON", "malformed"),
+        (
+            "$.a: contains the NUL character (\\u0000), which PostgreSQL cannot store",
+            "unstorable_text",
+        ),
+    ],
+)
+def test_rejection_kinds(reason: str, kind: str) -> None:
+    assert rejection_kind(reason) == kind

@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import asyncio
+import gzip
+import zlib
+from collections.abc import AsyncIterator
+
+import pytest
+import zstandard
+
+from analytics_ingestion.body import content_encoding, decompress, read_body
+from analytics_ingestion.errors import (
+    MalformedBody,
+    PayloadTooLarge,
+    RequestTimeout,
+    UnsupportedMediaType,
+)
+
+BODY = b'[{"timestamp": "2026-11-26T11:47:34Z", "event": {"type": "x"}}]' * 10
+
+
+@pytest.mark.parametrize(
+    ("encoding", "compressed"),
+    [
+        pytest.param("gzip", gzip.compress(BODY), id="gzip"),
+        pytest.param("gzip", zlib.compress(BODY), id="zlib-as-gzip"),
+        pytest.param("zstd", zstandard.ZstdCompressor().compress(BODY), id="zstd"),
+        pytest.param("identity", BODY, id="identity"),
+    ],
+)
+def test_decompress(encoding: str, compressed: bytes) -> None:
+    assert decompress(compressed, encoding, limit=len(BODY)) == BODY
+
+
+@pytest.mark.parametrize(
+    ("encoding", "compress"),
+    [
+        pytest.param("gzip", gzip.compress, id="gzip"),
+        pytest.param("zstd", zstandard.ZstdCompressor().compress, id="zstd"),
+    ],
+)
+def test_a_decompression_bomb_is_refused_at_the_limit(encoding: str, compress: object) -> None:
+    bomb = compress(b"[" + b" " * 50_000_000 + b"]")  # type: ignore[operator]
+    assert len(bomb) < 100_000
+    with pytest.raises(
+        PayloadTooLarge, match="decompressed request body exceeds the limit of 1048576"
+    ):
+        decompress(bomb, encoding, limit=1024 * 1024)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "broken", "message"),
+    [
+        pytest.param("gzip", gzip.compress(BODY)[:-12], "truncated", id="gzip-truncated"),
+        pytest.param("gzip", b"not gzip at all", "cannot be decompressed", id="gzip-garbage"),
+        pytest.param("gzip", gzip.compress(BODY) + b"junk", "data after the end", id="gzip-trailing"),
+        pytest.param("zstd", b"not zstd at all", "cannot be decompressed", id="zstd-garbage"),
+        pytest.param(
+            "zstd", zstandard.ZstdCompressor().compress(BODY)[:-5], "cannot be decompressed",
+            id="zstd-truncated",
+        ),
+    ],
+)  # fmt: skip
+def test_a_broken_compressed_body_is_a_400(encoding: str, broken: bytes, message: str) -> None:
+    with pytest.raises(MalformedBody, match=message):
+        decompress(broken, encoding, limit=10 * len(BODY))
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [(None, "identity"), ("", "identity"), ("GZIP", "gzip"), (" zstd ", "zstd")],
+)
+def test_content_encoding(header: str | None, expected: str) -> None:
+    assert content_encoding(header) == expected
+
+
+@pytest.mark.parametrize("header", ["br", "deflate", "gzip, zstd", "x-unknown"])
+def test_unsupported_content_encoding_is_a_415(header: str) -> None:
+    with pytest.raises(UnsupportedMediaType, match="send gzip, zstd or identity"):
+        content_encoding(header)
+
+
+async def chunks(*parts: bytes, pause: float = 0.0) -> AsyncIterator[bytes]:
+    for part in parts:
+        await asyncio.sleep(pause)
+        yield part
+
+
+async def test_read_body_limits() -> None:
+    assert await read_body(chunks(b"ab", b"cd"), declared_length="4", limit=4, within=1) == b"abcd"
+    with pytest.raises(PayloadTooLarge):  # refused before reading, by its declared length
+        await read_body(chunks(), declared_length="5", limit=4, within=1)
+    with pytest.raises(PayloadTooLarge):  # or while reading, whatever was declared
+        await read_body(chunks(b"abc", b"de"), declared_length=None, limit=4, within=1)
+
+
+async def test_a_body_trickling_in_is_cut_off() -> None:
+    with pytest.raises(
+        RequestTimeout, match=r"within 0.2 s \(BODY_TIMEOUT_SECONDS\); 2 bytes came"
+    ):
+        await read_body(
+            chunks(b"a", b"b", b"c", pause=0.08), declared_length=None, limit=9, within=0.2
+        )
+
+
+def test_a_zstd_frame_declaring_too_much_is_refused_before_decompressing() -> None:
+    declared = zstandard.ZstdCompressor(write_content_size=True).compress(b" " * 2_000_000)
+    with pytest.raises(PayloadTooLarge):
+        decompress(declared, "zstd", limit=1_000_000)
+    streamed = zstandard.ZstdCompressor().compressobj()
+    undeclared = streamed.compress(b" " * 2_000_000) + streamed.flush()
+    assert zstandard.frame_content_size(undeclared) == -1
+    with pytest.raises(PayloadTooLarge):
+        decompress(undeclared, "zstd", limit=1_000_000)
+    assert decompress(undeclared, "zstd", limit=2_000_000) == b" " * 2_000_000
