@@ -370,7 +370,7 @@ class Store:
             if not _is_data_error(error):
                 raise
             if len(positions) == 1:
-                log.info("the database refused an event: %s", error)
+                log.debug("the database refused an event: %s", error)
                 return set(), {positions[0]: f"refused by the database: {error}"}
             middle = len(positions) // 2
             first = await self._insert_sorting(connection, rows, positions[:middle])

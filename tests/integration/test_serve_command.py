@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -108,7 +109,7 @@ def test_serve_with_the_embedded_database(cluster_root: Path) -> None:
 
 
 async def test_sigterm_under_load_answers_and_keeps_what_it_acknowledged(
-    timescale_database: str,
+    timescale_database: str, reliability: dict[str, Any]
 ) -> None:
     sock = free_socket()
     port = sock.getsockname()[1]
@@ -177,7 +178,12 @@ async def test_sigterm_under_load_answers_and_keeps_what_it_acknowledged(
     assert exited_in < 25
     assert acknowledged_before > 0, outcomes
     stored = await copies_by_task(timescale_database)
-    print(
-        f"SIGTERM under load: {outcomes}, {len(acknowledged)} acknowledged, {len(stored)} stored, exit in {exited_in:.2f} s"
-    )
+    reliability["SIGTERM under load"] = {
+        "acknowledged": len(acknowledged),
+        "stored": len(stored),
+        "lost": sum(1 for task in acknowledged if task not in stored),
+        "duplicated": sum(copies - 1 for copies in stored.values()),
+        "exited after (s)": round(exited_in, 2),
+        "answers": outcomes,
+    }
     assert all(stored.get(task) == 1 for task in acknowledged)
