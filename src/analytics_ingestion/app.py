@@ -75,6 +75,7 @@ async def ingest_batch(request: Request) -> Response:
     counts: Metrics = request.state.metrics
     started = time.perf_counter()
     received = accepted = duplicates = rejected_count = 0
+    problem = None
     try:
         access.authorize(request.headers.get("authorization"), settings.write_keys)
         _require_json(request)
@@ -105,6 +106,7 @@ async def ingest_batch(request: Request) -> Response:
             raise
         delivery = await writer.submit(batch)
     except IngestionError as error:
+        problem = error.message
         response = _answer_error(error, settings)
     else:
         rejected = sorted([*batch.rejections, *delivery.rejections], key=lambda r: r.index)
@@ -139,6 +141,7 @@ async def ingest_batch(request: Request) -> Response:
             "duplicates": duplicates,
             "rejected": rejected_count,
             "client": request.client.host if request.client else None,
+            **({"error": problem} if problem else {}),
         },
     )
     return response

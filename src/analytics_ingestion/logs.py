@@ -9,7 +9,8 @@ import json
 import logging
 from datetime import UTC, datetime
 
-_STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+# uvicorn adds its message again with terminal colours: not a field anyone wants.
+_STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
 
 
 def _extras(record: logging.LogRecord) -> dict[str, object]:

@@ -7,8 +7,11 @@ import asyncio
 import base64
 import gzip
 import json
+import os
 import random
 import socket
+import subprocess
+import sys
 import time
 
 import asyncpg
@@ -17,10 +20,11 @@ import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analytics_ingestion.samples import shape_a
+from analytics_ingestion.samples import CATALOG, event_object, shape_a
 from tests.integration.conftest import Service, running_service
 
 KEY = "wk_test_0123456789abcdef"
+JSON_TYPE = {"Content-Type": "application/json"}
 
 
 def events(count: int, seed: int = 0) -> list[dict[str, object]]:
@@ -214,3 +218,41 @@ def test_fuzzed_bodies_get_a_4xx_or_reasons_never_a_5xx(timescale_database: str)
         check()
     assert sum(seen.values()) >= 1000
     assert seen.get(200, 0) and (seen.get(400, 0) + seen.get(422, 0))  # both kinds exercised
+
+
+async def test_duplicate_keys_store_the_value_that_was_validated(
+    service: Service, db: asyncpg.Connection
+) -> None:
+    # The last of equal keys wins in validation and in jsonb alike: never a value unchecked.
+    task_created = CATALOG.find("task_created")
+    assert task_created is not None
+    event = {
+        k: v for k, v in event_object(task_created, random.Random(7)).items() if k != "command"
+    }
+    base = json.dumps(event)[:-1]
+    bodies = [
+        f'[{{"timestamp": "2026-11-26T11:47:34Z", "event": {base}, "{key}": {first}, "{key}": {last}}}}}]'
+        for key, first, last in (("command", 5, '"ok"'), ("command", '"ok"', 5))
+    ]
+    async with service.client() as client:
+        answers = [
+            (await client.post("/events/batch", content=body.encode(), headers=JSON_TYPE)).json()
+            for body in bodies
+        ]
+    assert (answers[0]["accepted"], answers[0]["rejected"]) == (1, [])
+    assert answers[1]["rejected"][0]["error"].startswith("event.command: expected a string")
+    assert await db.fetchval("SELECT data->>'command' FROM analytics_events") == "ok"
+
+
+def test_database_credentials_never_show() -> None:
+    url = "postgresql://writer:s3cr3t-pa55@127.0.0.1:1/analytics"
+    result = subprocess.run(
+        [sys.executable, "-m", "analytics_ingestion", "serve"],
+        env={**os.environ, "DATABASE_URL": url, "PORT": "1", "LOG_FORMAT": "json"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "cannot connect" in result.stderr + result.stdout
+    assert "s3cr3t" not in result.stderr + result.stdout
