@@ -581,10 +581,18 @@ def _optional_string(name: str, value: Any) -> str | None:
 
 
 def _uuid(name: str, value: Any) -> str:
-    """A UUID as PostgreSQL prints it; kept as text, which asyncpg encodes in C."""
+    """A UUID as PostgreSQL prints it: lowercase, hyphenated."""
     if type(value) is str and _UUID.fullmatch(value):
-        return value.lower()
+        return canonical_uuid(value)
     raise EventError(f"{name}: expected a UUID, got {_describe(value)}")
+
+
+def canonical_uuid(text: str) -> str:
+    """A UUID known to be well formed, in PostgreSQL's form (the 32 digits alone get hyphens)."""
+    text = text.lower()
+    if len(text) == 36:
+        return text
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def _event_id(given: Any, index: int, idempotency_key: str | None) -> str:
@@ -645,7 +653,9 @@ _FAST_FIELD_TYPES: dict[str, Any] = {
     "uuid": uuid.UUID,  # parsed in C: the same two forms as _UUID
     "string": str,
     "boolean": bool,
-    "float64": float,  # msgspec refuses numbers beyond a double's range
+    # msgspec's float turns 1e-20000 into 0.0: float64 fields are checked as the per-event
+    # path checks them (the float hook sees their text, then _float64_check).
+    "float64": Any,
     "any-json": Any,
     **{
         name: Annotated[int, msgspec.Meta(ge=low, le=high)]
@@ -670,12 +680,14 @@ _RAW_EVENTS_DECODER = msgspec.json.Decoder(list[_RawEvent])
 class _FastDecoder:
     decoder: msgspec.json.Decoder[Any]
     stored_names: dict[type, str]
+    float64_fields: dict[type, tuple[tuple[str, bool], ...]]  # (name, nullable)
 
 
 @functools.lru_cache(maxsize=8)
 def _fast_decoder(catalog: Catalog) -> _FastDecoder:
     types = catalog.types
     structs: dict[type, str] = {}
+    float64_fields: dict[type, tuple[tuple[str, bool], ...]] = {}
     for event_type in types:
         if any(f.type == "any-json" and not f.nullable for f in event_type.fields):
             continue  # msgspec's Any takes null; the per-event path refuses it
@@ -695,6 +707,9 @@ def _fast_decoder(catalog: Catalog) -> _FastDecoder:
             kw_only=True,
         )
         structs[struct] = event_type.event_type
+        floats = tuple((f.name, f.nullable) for f in event_type.fields if f.type == "float64")
+        if floats:
+            float64_fields[struct] = floats
     element = msgspec.defstruct(
         "_FastElement",
         [
@@ -703,15 +718,13 @@ def _fast_decoder(catalog: Catalog) -> _FastDecoder:
             ("hostname", str | None, None),
             ("environment", str | None, None),
             ("event_id", _UUID_TEXT | None, None),
-            ("event_type", Any, None),
-            ("user_id", Any, None),
-            ("service", Any, None),
-            ("data", msgspec.Raw, msgspec.Raw(b"")),
         ],
         kw_only=True,
+        # Anything else beside the event (shape B's fields, say) goes the per-event way.
+        forbid_unknown_fields=True,
     )
     elements = list[element]  # type: ignore[valid-type]  # a struct made at run time
-    return _FastDecoder(msgspec.json.Decoder(elements, float_hook=_number), structs)
+    return _FastDecoder(msgspec.json.Decoder(elements, float_hook=_number), structs, float64_fields)
 
 
 def decode_batch_fast(
@@ -744,6 +757,7 @@ def decode_batch_fast(
     else:
         new_ids = [idempotent_event_id(idempotency_key, index) for index in range(count)]
     stored_names = fast.stored_names
+    float64_fields = fast.float64_fields
     rows: list[EventRow] = []
     append = rows.append
     latest = latest or _LATEST_TIMESTAMP
@@ -760,14 +774,20 @@ def decode_batch_fast(
             timestamp = parse_timestamp(element.timestamp)
             if timestamp > latest:
                 return None
+            for name, nullable in float64_fields.get(type(event), ()):
+                value = getattr(event, name)
+                if (value is None and not nullable) or (
+                    value is not None and _float64_check(value) is not None
+                ):
+                    return None
             append(
                 EventRow(  # positional, in EventRow's order: the loop is hot
                     timestamp,
                     stored_names[type(event)],
                     service,
-                    None if user_id is None else user_id.lower(),
+                    None if user_id is None else canonical_uuid(user_id),
                     bytes(raw_event.event),
-                    new_id if event_id is None else event_id.lower(),
+                    new_id if event_id is None else canonical_uuid(event_id),
                     received_at,
                     element.hostname,
                     element.environment,

@@ -90,7 +90,7 @@ _AWKWARD_VALUES: list[Any] = [
     "0b8f8f5e-3c8a4d51-9d47-1f0e2f3c4a5b", "{0b8f8f5e-3c8a-4d51-9d47-1f0e2f3c4a5b}",
 ]  # fmt: skip
 _AWKWARD_NUMBERS = [b"1e400", b"-1e400", b"1" + b"0" * 400, b"1e131072", b"0." + b"1" * 17000,
-                    b"1E5", b"-0", b"1.0"]  # fmt: skip
+                    b"1E5", b"-0", b"1.0", b"1e-20000", b"0." + b"0" * 17000 + b"1"]  # fmt: skip
 _AWKWARD_TIMESTAMPS = [
     "2026-11-26T11:47:34Z", "2026-11-26t11:47:34z", "2026-11-26 11:47:34Z", "2026-11-26T11:47:34.Z",
     "2026-11-26T11:47:34,5Z", "2026-11-26T11:47:34.123456789+02:00", "2026-11-26T11:47:34-00:00",
@@ -116,9 +116,8 @@ def mutate(events: list[dict[str, Any]], rng: random.Random) -> bytes:
     elif kind == 3:
         target["timestamp"] = rng.choice(_AWKWARD_TIMESTAMPS)
     elif kind == 4:
-        target[rng.choice(["hostname", "environment", "event_id", "event", "data"])] = rng.choice(
-            _AWKWARD_VALUES
-        )
+        top = ["hostname", "environment", "event_id", "event", "data", "service", "user_id"]
+        target[rng.choice(top)] = rng.choice(_AWKWARD_VALUES)
     body = json.dumps(events, ensure_ascii=rng.random() < 0.5).encode()
     if kind == 5:
         at = body.index(b'": ', rng.randrange(len(body) // 2)) + 3
@@ -164,3 +163,40 @@ def test_uuid7s_count_up_within_a_batch() -> None:
     assert ids == sorted(ids)
     assert len(set(ids)) == 1000
     assert all(i[14] == "7" and i[19] in "89ab" for i in ids)
+
+
+def proxy_request(cost: bytes) -> bytes:
+    event_type = CATALOG.find("proxy_request")
+    assert event_type is not None
+    event = event_object(event_type, random.Random(5), nulls=True)
+    event["reported_cost_usd"] = 0.5
+    body = json.dumps([{"timestamp": "2026-11-26T11:47:34Z", "event": event}]).encode()
+    return body.replace(b'"reported_cost_usd": 0.5', b'"reported_cost_usd": ' + cost)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(proxy_request(b"1e-20000"), id="float64-underflow"),
+        pytest.param(proxy_request(b"0." + b"0" * 17000 + b"1"), id="float64-scale"),
+        pytest.param(
+            proxy_request(b"0.5").replace(b'[{"timestamp"', b'[{"service": 1e400, "timestamp"'),
+            id="number-out-of-range-beside-the-event",
+        ),
+    ],
+)
+def test_numbers_the_per_event_path_refuses_are_handed_over(body: bytes) -> None:
+    fast, per_event = both(body)
+    assert fast is None
+    assert per_event.rejections and not per_event.rows
+
+
+def test_ids_of_32_digits_are_stored_hyphenated_by_both_paths() -> None:
+    event = valid_event()
+    event["event"]["user_id"] = "0B8F8F5E3C8A4D519D471F0E2F3C4A5B"
+    event["event_id"] = "1b8f8f5e3c8a4d519d471f0e2f3c4a5b"
+    fast, per_event = both(json.dumps([event]).encode())
+    assert fast is not None and fast == per_event
+    [row] = fast.rows
+    assert row.user_id == "0b8f8f5e-3c8a-4d51-9d47-1f0e2f3c4a5b"
+    assert row.event_id == "1b8f8f5e-3c8a-4d51-9d47-1f0e2f3c4a5b"
