@@ -25,6 +25,7 @@ from analytics_ingestion import access, body, migrations, store, wire
 from analytics_ingestion.errors import (
     IngestionError,
     MalformedBody,
+    RequestError,
     Unauthorized,
     Unavailable,
     UnsupportedMediaType,
@@ -153,6 +154,10 @@ def _answer_error(error: IngestionError, settings: Settings) -> Response:
         headers["Retry-After"] = str(settings.retry_after_seconds)
     if isinstance(error, Unauthorized):
         headers["WWW-Authenticate"] = access.CHALLENGE
+    if isinstance(error, RequestError):
+        # Its body may be unread or still arriving: close rather than keep reading a client
+        # that was refused (each byte it sends would keep the connection alive).
+        headers["Connection"] = "close"
     return JSONResponse(error.body(), status_code=error.status_code, headers=headers)
 
 

@@ -90,11 +90,18 @@ def _unzstd(body: bytes, limit: int) -> bytes:
         raise PayloadTooLarge(limit, "decompressed request body")
     try:
         # Without a declared size, the output buffer is the limit, and filling it fails.
-        return zstandard.ZstdDecompressor().decompress(body, max_output_size=limit + 1)
+        data = zstandard.ZstdDecompressor().decompress(body, max_output_size=limit + 1)
     except zstandard.ZstdError as error:
         if _zstd_output_exceeds(body, limit):
             raise PayloadTooLarge(limit, "decompressed request body") from None
         raise MalformedBody(f"the zstd body cannot be decompressed: {error}") from None
+    # That read one frame; whatever follows it (another frame, junk) is refused, not dropped.
+    # The frame is known to fit the limit, so reading it again is bounded too.
+    frame = zstandard.ZstdDecompressor().decompressobj()
+    frame.decompress(body)
+    if frame.unused_data:
+        raise MalformedBody("data after the end of the zstd frame")
+    return data
 
 
 def _zstd_output_exceeds(body: bytes, limit: int) -> bool:

@@ -36,6 +36,11 @@ _BUCKETS = {
 _Key = tuple[str, tuple[tuple[str, str], ...]]
 
 
+def _number(value: float) -> str:
+    """Every digit: an int as it is, a float as repr gives it (the shortest exact form)."""
+    return str(value) if isinstance(value, int) else repr(float(value))
+
+
 @dataclass
 class _Histogram:
     bounds: tuple[float, ...]
@@ -69,7 +74,9 @@ class Metrics:
         samples: dict[str, list[str]] = {name: [] for name in _HELP}
         for (name, labels), value in sorted(self.counts.items()):
             shown = ",".join(f'{key}="{label}"' for key, label in labels)
-            samples[name].append(f"{name}{{{shown}}} {value:g}" if shown else f"{name} {value:g}")
+            samples[name].append(
+                f"{name}{{{shown}}} {_number(value)}" if shown else f"{name} {_number(value)}"
+            )
         for name, histogram in sorted(self.histograms.items()):
             cumulative = 0
             for bound, count in zip(
@@ -78,9 +85,12 @@ class Metrics:
                 cumulative += count
                 le = "+Inf" if bound == float("inf") else f"{bound:g}"
                 samples[name].append(f'{name}_bucket{{le="{le}"}} {cumulative}')
-            samples[name] += [f"{name}_sum {histogram.total:g}", f"{name}_count {cumulative}"]
+            samples[name] += [
+                f"{name}_sum {_number(histogram.total)}",
+                f"{name}_count {cumulative}",
+            ]
         for name, value in gauges.items():
-            samples[name].append(f"{name} {value:g}")
+            samples[name].append(f"{name} {_number(value)}")
         lines = []
         for name, (kind, help_text) in _HELP.items():
             lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", *samples[name]]

@@ -98,7 +98,10 @@ class Settings:
             log_format=read.choice("LOG_FORMAT", cls.log_format, ("TEXT", "JSON")),
             write_keys=read.secrets("WRITE_KEYS"),
             max_clock_skew_seconds=read.number(
-                "MAX_CLOCK_SKEW_SECONDS", cls.max_clock_skew_seconds, minimum=0.0
+                "MAX_CLOCK_SKEW_SECONDS",
+                cls.max_clock_skew_seconds,
+                minimum=0.0,
+                maximum=366 * 86400 * 100,  # a century: beyond, the dates overflow
             ),
             header_timeout_seconds=read.number(
                 "HEADER_TIMEOUT_SECONDS", cls.header_timeout_seconds, minimum=0.1
@@ -149,14 +152,17 @@ class _Reader:
 
         return self._convert(name, default, convert, expected)
 
-    def number(self, name: str, default: float, *, minimum: float) -> float:
+    def number(
+        self, name: str, default: float, *, minimum: float, maximum: float = float("inf")
+    ) -> float:
         def convert(raw: str) -> float:
             value = float(raw)
-            if not value >= minimum or value == float("inf"):
+            if not minimum <= value < float("inf") or value > maximum:
                 raise ValueError
             return value
 
-        return self._convert(name, default, convert, f"a finite number >= {minimum}")
+        bounds = f">= {minimum}" + (f" and <= {maximum:g}" if maximum < float("inf") else "")
+        return self._convert(name, default, convert, f"a finite number {bounds}")
 
     def boolean(self, name: str, default: bool) -> bool:
         def convert(raw: str) -> bool:

@@ -89,6 +89,7 @@ _DATA_CLASSES = ("22", "23", "54")
 _UNAVAILABLE_CLASSES = ("08", "53", "57", "58")
 _CONFLICT_CLASS = "40"
 _UNIQUE_VIOLATION = "23505"
+_UNDEFINED_TABLE = "42P01"
 _ATTEMPTS = 3
 
 # The GIN index on `data` gathers new entries in a pending list, and the insert that finds
@@ -232,6 +233,9 @@ class Store:
     def __init__(self, pool: asyncpg.Pool, flush_timeout: float, *, key_table: bool) -> None:
         self._pool = pool
         self._flush_timeout = flush_timeout
+        self._use_key_table(key_table)
+
+    def _use_key_table(self, key_table: bool) -> None:
         self._key_table = key_table
         self._insert_new = _INSERT_NEW_BY_KEYS if key_table else _INSERT_NEW_BY_INDEX
 
@@ -316,6 +320,12 @@ class Store:
                 raise timed_out from None
             if _sqlstate(error)[:2] == _CONFLICT_CLASS:
                 raise _Conflict from error
+            if _sqlstate(error) == _UNDEFINED_TABLE and self._key_table:
+                # Migration 6 dropped the key table while this instance ran: the unique
+                # index has replaced it. Write through the index from now on.
+                self._use_key_table(await uses_key_table(connection))
+                if not self._key_table:
+                    raise _Conflict from error
             raise _translate(error) from error
         finally:
             watchdog.cancel()

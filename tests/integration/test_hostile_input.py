@@ -122,6 +122,11 @@ async def test_clients_too_slow_to_send_are_cut_off(database: str) -> None:
             b"Content-Length: 1000\r\n\r\n"
         )
         body_answer, _ = await asyncio.to_thread(raw_exchange, port, [head, b"[{"], 0.1, 5)
+        # Refused at once for its declared size, a client that keeps sending is disconnected.
+        too_large = head.replace(b"1000", b"999999999999")
+        refused_answer, refused_closed = await asyncio.to_thread(
+            raw_exchange, port, [too_large, *[b"x" * 10] * 20], 0.2, 10
+        )
         async with service.client() as client:  # everyone else was served meanwhile
             assert (await client.post("/events/batch", json=events(1))).status_code == 200
     assert headers_answer.startswith(b"HTTP/1.1 408 ")
@@ -129,6 +134,8 @@ async def test_clients_too_slow_to_send_are_cut_off(database: str) -> None:
     assert headers_closed < 2
     assert body_answer.startswith(b"HTTP/1.1 408 ")
     assert b"BODY_TIMEOUT_SECONDS" in body_answer
+    assert refused_answer.startswith(b"HTTP/1.1 413 ")
+    assert refused_closed < 2
 
 
 async def test_a_timestamp_far_ahead_is_refused_with_its_reason(

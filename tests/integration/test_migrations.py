@@ -195,28 +195,26 @@ async def test_existing_deployment_is_upgraded_without_touching_its_rows(
 
 
 async def test_from_the_key_table_to_the_unique_index(servers: dict[str, Server]) -> None:
-    # A database of the previous release: exactly once through analytics_event_keys.
+    # A database of the previous release: exactly once through analytics_event_keys. This
+    # instance keeps running through both migrations, as in a rolling deploy.
     url = await create_database(servers["timescaledb"], until=4)
-    events = [shape_b(random.Random(n)) for n in range(20)]
+    events = [shape_b(random.Random(n)) for n in range(30)]
     with running_service(url, MIGRATE_ON_START="false") as service:
         async with service.client() as client:
             assert (await post(client, events[:10])).json()["accepted"] == 10
-    assert await migrate(url, "pre") == [5]
-    # Old and new instances overlap here: the new one writes through the index.
-    with running_service(url, MIGRATE_ON_START="false") as service:
-        async with service.client() as client:
-            body = (await post(client, events)).json()
-    assert (body["accepted"], body["duplicates"]) == (10, 10)
-    assert await migrate(url, "post") == [6]
-    after = await status_of(url)
-    assert "idx_analytics_events_event_identity: present" in after
-    assert "analytics_event_keys: missing" in after
-    with running_service(url, MIGRATE_ON_START="false") as service:
-        async with service.client() as client:
-            body = (await post(client, events)).json()
-    assert (body["accepted"], body["duplicates"]) == (0, 20)
+            assert await migrate(url, "pre") == [5]  # the index, beside the key table
+            with running_service(url, MIGRATE_ON_START="false") as newer:
+                async with newer.client() as newer_client:
+                    body = (await post(newer_client, events[:20])).json()
+            assert (body["accepted"], body["duplicates"]) == (10, 10)
+            assert await migrate(url, "post") == [6]  # the key table goes
+            after = (await post(client, events)).json()  # the old instance switches over
+    assert (after["accepted"], after["duplicates"]) == (10, 20)
+    status = await status_of(url)
+    assert "idx_analytics_events_event_identity: present" in status
+    assert "analytics_event_keys: missing" in status
     [count] = await query(url, "SELECT count(*) FROM analytics_events")
-    assert count[0] == 20
+    assert count[0] == 30
 
 
 @pytest.mark.parametrize("edition", ["postgres", "timescaledb"])

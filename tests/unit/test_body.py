@@ -113,3 +113,15 @@ def test_a_zstd_frame_declaring_too_much_is_refused_before_decompressing() -> No
     with pytest.raises(PayloadTooLarge):
         decompress(undeclared, "zstd", limit=1_000_000)
     assert decompress(undeclared, "zstd", limit=2_000_000) == b" " * 2_000_000
+
+
+@pytest.mark.parametrize(
+    "after",
+    [
+        pytest.param(b"junk", id="junk"),
+        pytest.param(zstandard.ZstdCompressor().compress(b"[]"), id="second-frame"),
+    ],
+)
+def test_data_after_the_zstd_frame_is_refused(after: bytes) -> None:
+    with pytest.raises(MalformedBody, match="data after the end of the zstd frame"):
+        decompress(zstandard.ZstdCompressor().compress(BODY) + after, "zstd", limit=len(BODY))

@@ -26,3 +26,12 @@ def test_histograms_render_cumulative_buckets() -> None:
     assert 'analytics_flush_seconds_bucket{le="10"} 3\n' in text
     assert 'analytics_flush_seconds_bucket{le="+Inf"} 4\n' in text
     assert "analytics_flush_seconds_sum 30.043\nanalytics_flush_seconds_count 4\n" in text
+
+
+def test_sums_keep_every_digit() -> None:
+    metrics = Metrics()
+    metrics.observe("analytics_flush_seconds", 1234567.25)
+    metrics.add("analytics_events_accepted_total", 12_345_678_901)
+    text = metrics.render({})
+    assert "analytics_flush_seconds_sum 1234567.25\n" in text
+    assert "analytics_events_accepted_total 12345678901\n" in text

@@ -62,6 +62,11 @@ def test_database_url(environ: dict[str, str], expected: str | None) -> None:
             id="short-key",
         ),
         pytest.param({"LOG_FORMAT": "xml"}, "invalid LOG_FORMAT='xml'", id="log-format"),
+        pytest.param(
+            {"MAX_CLOCK_SKEW_SECONDS": "1e12"},
+            "invalid MAX_CLOCK_SKEW_SECONDS='1e12': expected a finite number >= 0.0 and <= 3.1622",
+            id="skew-overflows",
+        ),
     ],
 )
 def test_invalid_values_name_the_variable(environ: dict[str, str], message: str) -> None:
