@@ -25,7 +25,6 @@ from analytics_ingestion import access, body, migrations, store, wire
 from analytics_ingestion.errors import (
     IngestionError,
     MalformedBody,
-    RequestError,
     Unauthorized,
     Unavailable,
     UnsupportedMediaType,
@@ -77,6 +76,7 @@ async def ingest_batch(request: Request) -> Response:
     started = time.perf_counter()
     received = accepted = duplicates = rejected_count = 0
     problem = None
+    holding = body.Holding(request.state.memory)
     try:
         access.authorize(request.headers.get("authorization"), settings.write_keys)
         _require_json(request)
@@ -86,10 +86,12 @@ async def ingest_batch(request: Request) -> Response:
             declared_length=request.headers.get("content-length"),
             limit=settings.max_body_bytes,
             within=settings.body_timeout_seconds,
+            holding=holding,
         )
         received_at = datetime.now(UTC)
         if encoding != "identity":  # beside the event loop: a bomb takes time to refuse too
             sent = await asyncio.to_thread(body.decompress, sent, encoding, settings.max_body_bytes)
+            holding.take(len(sent))
         decode = functools.partial(
             wire.decode_batch,
             sent,
@@ -128,6 +130,8 @@ async def ingest_batch(request: Request) -> Response:
             },
             status_code=status_code,
         )
+    finally:
+        holding.release()
     elapsed = time.perf_counter() - started
     counts.add("analytics_requests_total", status=str(response.status_code))
     counts.observe("analytics_request_seconds", elapsed)
@@ -154,10 +158,9 @@ def _answer_error(error: IngestionError, settings: Settings) -> Response:
         headers["Retry-After"] = str(settings.retry_after_seconds)
     if isinstance(error, Unauthorized):
         headers["WWW-Authenticate"] = access.CHALLENGE
-    if isinstance(error, RequestError):
-        # Its body may be unread or still arriving: close rather than keep reading a client
-        # that was refused (each byte it sends would keep the connection alive).
-        headers["Connection"] = "close"
+    # The body may be unread or still arriving: close rather than keep reading a client that
+    # was refused (each byte it sends would keep the connection alive).
+    headers["Connection"] = "close"
     return JSONResponse(error.body(), status_code=error.status_code, headers=headers)
 
 
@@ -197,7 +200,13 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
         writer.start()
         log.info("accepting events")
         try:
-            yield {"settings": settings, "store": event_store, "writer": writer, "metrics": counts}
+            yield {
+                "settings": settings,
+                "store": event_store,
+                "writer": writer,
+                "metrics": counts,
+                "memory": body.MemoryBudget(settings.max_inflight_bytes),
+            }
         finally:
             await writer.close(settings.shutdown_timeout_seconds)
             await event_store.close()

@@ -9,11 +9,13 @@ import asyncio
 import contextlib
 import zlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import zstandard
 
 from analytics_ingestion.errors import (
     MalformedBody,
+    Overloaded,
     PayloadTooLarge,
     RequestTimeout,
     UnsupportedMediaType,
@@ -24,17 +26,62 @@ _GZIP_OR_ZLIB = 32 + zlib.MAX_WBITS  # zlib reads the header to tell the two apa
 _ZSTD_READ = 1024 * 1024
 
 
+class MemoryBudget:
+    """Bytes of request bodies held at once, across all requests (`MAX_INFLIGHT_BYTES`): each
+    request holds what it has read (and decompressed) until it is answered. Past the budget a
+    request is refused with 503 and `Retry-After`, so memory stays bounded however many large
+    requests arrive together."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    def take(self, size: int) -> None:
+        if self.held + size > self.limit:
+            raise Overloaded(
+                f"{self.held} bytes of request bodies are being processed; taking {size} more "
+                f"would pass the limit of {self.limit} (MAX_INFLIGHT_BYTES)"
+            )
+        self.held += size
+
+    def give(self, size: int) -> None:
+        self.held -= size
+
+
+@dataclass
+class Holding:
+    """What one request has taken from the budget, given back once, when it is answered."""
+
+    budget: MemoryBudget
+    size: int = 0
+
+    def take(self, size: int) -> None:
+        self.budget.take(size)
+        self.size += size
+
+    def release(self) -> None:
+        self.budget.give(self.size)
+        self.size = 0
+
+
 async def read_body(
-    chunks: AsyncIterator[bytes], *, declared_length: str | None, limit: int, within: float
+    chunks: AsyncIterator[bytes],
+    *,
+    declared_length: str | None,
+    limit: int,
+    within: float,
+    holding: Holding,
 ) -> bytes:
     """The body as sent, refused past `limit` bytes (before reading, when the declared length
-    says so) or when it has not all arrived within `within` seconds."""
+    says so) or when it has not all arrived within `within` seconds. What is read is taken
+    from the memory budget as it arrives."""
     if declared_length is not None and declared_length.isdigit() and int(declared_length) > limit:
         raise PayloadTooLarge(limit)
     body = bytearray()
     try:
         async with asyncio.timeout(within):
             async for chunk in chunks:
+                holding.take(len(chunk))
                 body += chunk
                 if len(body) > limit:
                     raise PayloadTooLarge(limit)

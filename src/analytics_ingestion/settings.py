@@ -43,6 +43,7 @@ class Settings:
     embedded_postgres_bin: Path | None = None
     embedded_os_user: str | None = None
     max_body_bytes: int = 64 * 1024 * 1024
+    max_inflight_bytes: int = 256 * 1024 * 1024
     queue_max_events: int = 200_000
     flush_max_events: int = 5_000
     flush_linger_seconds: float = 0.0
@@ -62,6 +63,7 @@ class Settings:
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         read = _Reader(env)
+        max_body_bytes = read.integer("MAX_BODY_BYTES", cls.max_body_bytes, minimum=1024)
         return cls(
             host=read.text("HOST", cls.host),
             port=read.integer("PORT", cls.port, minimum=1, maximum=65535),
@@ -71,7 +73,10 @@ class Settings:
             or default_data_dir(env, is_root=os.geteuid() == 0),
             embedded_postgres_bin=read.path("EMBEDDED_POSTGRES_BIN"),
             embedded_os_user=read.optional_text("EMBEDDED_OS_USER"),
-            max_body_bytes=read.integer("MAX_BODY_BYTES", cls.max_body_bytes, minimum=1024),
+            max_body_bytes=max_body_bytes,
+            max_inflight_bytes=read.integer(
+                "MAX_INFLIGHT_BYTES", cls.max_inflight_bytes, minimum=max_body_bytes
+            ),
             queue_max_events=read.integer("QUEUE_MAX_EVENTS", cls.queue_max_events, minimum=1),
             flush_max_events=read.integer("FLUSH_MAX_EVENTS", cls.flush_max_events, minimum=1),
             flush_linger_seconds=read.number(

@@ -263,3 +263,29 @@ def test_database_credentials_never_show() -> None:
     assert result.returncode != 0
     assert "cannot connect" in result.stderr + result.stdout
     assert "s3cr3t" not in result.stderr + result.stdout
+
+
+async def test_large_bodies_at_once_stay_within_the_memory_budget(database: str) -> None:
+    # Two clients each send most of a 90 kB body and wait: the second passes the budget.
+    with running_service(database, MAX_BODY_BYTES="100000", MAX_INFLIGHT_BYTES="150000") as service:
+        port = int(service.url.rsplit(":", 1)[1])
+        body = json.dumps(events(300)).encode()[:90_000]
+        head = (
+            b"POST /events/batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % (len(body) + 10)
+        )
+        first = await asyncio.open_connection("127.0.0.1", port)
+        first[1].write(head + body[:80_000])
+        await first[1].drain()
+        await asyncio.sleep(0.5)
+        second = await asyncio.open_connection("127.0.0.1", port)
+        second[1].write(head + body[:80_000])
+        await second[1].drain()
+        refused = await asyncio.wait_for(second[0].read(), 5)
+        for _, writer in (first, second):
+            writer.close()
+        async with service.client() as client:  # the budget was given back
+            assert (await client.post("/events/batch", json=events(1))).status_code == 200
+    assert refused.startswith(b"HTTP/1.1 503 ")
+    assert b"retry-after: 1" in refused.lower()
+    assert b"MAX_INFLIGHT_BYTES" in refused

@@ -8,9 +8,16 @@ from collections.abc import AsyncIterator
 import pytest
 import zstandard
 
-from analytics_ingestion.body import content_encoding, decompress, read_body
+from analytics_ingestion.body import (
+    Holding,
+    MemoryBudget,
+    content_encoding,
+    decompress,
+    read_body,
+)
 from analytics_ingestion.errors import (
     MalformedBody,
+    Overloaded,
     PayloadTooLarge,
     RequestTimeout,
     UnsupportedMediaType,
@@ -86,21 +93,46 @@ async def chunks(*parts: bytes, pause: float = 0.0) -> AsyncIterator[bytes]:
         yield part
 
 
+def holding(limit: int = 100) -> Holding:
+    return Holding(MemoryBudget(limit))
+
+
 async def test_read_body_limits() -> None:
-    assert await read_body(chunks(b"ab", b"cd"), declared_length="4", limit=4, within=1) == b"abcd"
+    read = await read_body(
+        chunks(b"ab", b"cd"), declared_length="4", limit=4, within=1, holding=holding()
+    )
+    assert read == b"abcd"
     with pytest.raises(PayloadTooLarge):  # refused before reading, by its declared length
-        await read_body(chunks(), declared_length="5", limit=4, within=1)
+        await read_body(chunks(), declared_length="5", limit=4, within=1, holding=holding())
     with pytest.raises(PayloadTooLarge):  # or while reading, whatever was declared
-        await read_body(chunks(b"abc", b"de"), declared_length=None, limit=4, within=1)
+        await read_body(
+            chunks(b"abc", b"de"), declared_length=None, limit=4, within=1, holding=holding()
+        )
 
 
 async def test_a_body_trickling_in_is_cut_off() -> None:
+    slow = chunks(b"a", b"b", b"c", pause=0.08)
     with pytest.raises(
         RequestTimeout, match=r"within 0.2 s \(BODY_TIMEOUT_SECONDS\); 2 bytes came"
     ):
-        await read_body(
-            chunks(b"a", b"b", b"c", pause=0.08), declared_length=None, limit=9, within=0.2
-        )
+        await read_body(slow, declared_length=None, limit=9, within=0.2, holding=holding())
+
+
+async def test_bodies_held_at_once_stay_within_the_memory_budget() -> None:
+    budget = MemoryBudget(10)
+    first, second = Holding(budget), Holding(budget)
+    read = await read_body(
+        chunks(b"12345", b"678"), declared_length=None, limit=9, within=1, holding=first
+    )
+    assert read == b"12345678"
+    with pytest.raises(Overloaded, match="MAX_INFLIGHT_BYTES"):
+        await read_body(chunks(b"abc"), declared_length=None, limit=9, within=1, holding=second)
+    first.release()
+    second.release()
+    assert budget.held == 0
+    third = Holding(budget)
+    await read_body(chunks(b"abcdefgh"), declared_length=None, limit=9, within=1, holding=third)
+    assert budget.held == 8
 
 
 def test_a_zstd_frame_declaring_too_much_is_refused_before_decompressing() -> None:
