@@ -6,9 +6,12 @@ A body is a JSON array whose elements are either of two shapes, mixed freely:
   `{"timestamp", "event": {"type", ...fields}, "hostname", "environment"}`
 - shape B, the flat event: `{"event_id", "event_type", "user_id", "service", "timestamp", "data"}`
 
-The array is split into its elements' raw bytes first, and each element is decoded and
-validated on its own, so one bad event is rejected with its index and reason while the rest
-of its batch is stored. The `data` column receives the client's `event` (or `data`) object
+The usual body (shape-A events of catalog types, as the platform's client sends them) is
+decoded and validated whole, in C, by `decode_batch_fast`. Any other body, and any body that
+path cannot judge exactly as the per-event path would, goes to `decode_batch_per_event`: the
+array is split into its elements' raw bytes, and each element is decoded and validated on its
+own, so one bad event is rejected with its index and reason while the rest of its batch is
+stored. The `data` column receives the client's `event` (or `data`) object
 byte for byte: nothing is re-encoded, and fields the catalog does not know yet are kept.
 """
 
