@@ -31,13 +31,13 @@ import json
 import logging
 import struct
 from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from analytics_ingestion.errors import DatabaseUnavailable, Unavailable, WriteFailed
-from analytics_ingestion.wire import DeadLetter, EventRow
+from analytics_ingestion.wire import ONE_MICROSECOND, POSTGRES_EPOCH, DeadLetter, EventRow
 from analytics_ingestion.writer import WriteOutcome
 
 log = logging.getLogger(__name__)
@@ -129,8 +129,6 @@ def _translate(error: BaseException) -> Unavailable:
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, no header extension
 _COPY_TRAILER = b"\xff\xff"
 _NULL = b"\xff\xff\xff\xff"
-_POSTGRES_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
 _length = struct.Struct(">i").pack
 _timestamp_field = struct.Struct(">iq").pack  # length 8, microseconds since 2000
 _position_field = struct.Struct(">ii").pack  # length 4, int4
@@ -140,7 +138,7 @@ _UUID_LENGTH = _length(16)
 
 
 def _microseconds(moment: datetime) -> int:
-    return (moment - _POSTGRES_EPOCH) // _MICROSECOND
+    return (moment - POSTGRES_EPOCH) // ONE_MICROSECOND
 
 
 def _text(value: str | None) -> bytes:

@@ -809,9 +809,9 @@ _RFC3339 = re.compile(
 )
 # PostgreSQL counts time in microseconds from 2000-01-01; the service this one replaces cut
 # the extra digits toward that epoch, which before it means one microsecond later.
-_POSTGRES_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+POSTGRES_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 _LATEST_TIMESTAMP = datetime.max.replace(tzinfo=UTC)
-_ONE_MICROSECOND = timedelta(microseconds=1)
+ONE_MICROSECOND = timedelta(microseconds=1)
 
 
 def parse_timestamp(text: str) -> datetime:
@@ -836,8 +836,8 @@ def parse_timestamp(text: str) -> datetime:
             moment = datetime.fromisoformat(text)
         except ValueError:
             return parse_rfc3339(text)
-        if moment < _POSTGRES_EPOCH and text[26:-1].strip("0"):
-            moment += _ONE_MICROSECOND
+        if moment < POSTGRES_EPOCH and text[26:-1].strip("0"):
+            moment += ONE_MICROSECOND
         return moment
     return parse_rfc3339(text)
 
@@ -859,8 +859,8 @@ def parse_rfc3339(text: str) -> datetime:
         )
         if sign is not None:
             moment = moment.astimezone(UTC)
-        if moment < _POSTGRES_EPOCH and fraction and fraction[6:].strip("0"):
-            moment += _ONE_MICROSECOND
+        if moment < POSTGRES_EPOCH and fraction and fraction[6:].strip("0"):
+            moment += ONE_MICROSECOND
         return moment
     except OverflowError:
         raise ValueError("outside the supported range 0001-01-01 to 9999-12-31 (UTC)") from None
