@@ -20,13 +20,13 @@ from typing import Any
 
 import httpx
 
+from analytics_ingestion.bench import free_port
 from analytics_ingestion.embedded import EmbeddedPostgres
 from analytics_ingestion.samples import shape_b
 from tests.integration.conftest import (
     FAST_CLUSTER,
     Server,
     create_database,
-    free_socket,
     query,
     running_service,
     wait_until,
@@ -123,18 +123,11 @@ def service_process(url: str, port: int, **environ: str) -> Iterator[subprocess.
         process.wait()
 
 
-def a_port() -> int:
-    sock = free_socket()
-    port: int = sock.getsockname()[1]
-    sock.close()
-    return port
-
-
 async def test_sigkill_during_load_loses_nothing_acknowledged(
     servers: dict[str, Server], reliability: dict[str, Any]
 ) -> None:
     url = await create_database(servers["timescaledb"])
-    port = a_port()
+    port = free_port()
     kills = 5
     async with Load([f"http://127.0.0.1:{port}"]).running() as load:
         for _ in range(kills):
@@ -155,7 +148,7 @@ async def test_two_instances_on_one_database(
     servers: dict[str, Server], reliability: dict[str, Any]
 ) -> None:
     url = await create_database(servers["postgres"], migrate=False)
-    ports = [a_port(), a_port()]
+    ports = [free_port(), free_port()]
     with contextlib.ExitStack() as stack:
         # Both start at once on an empty database: each tries to migrate it.
         starting = [

@@ -16,16 +16,15 @@ from typing import Any
 import asyncpg
 import httpx
 
+from analytics_ingestion.bench import free_port
 from analytics_ingestion.embedded import EmbeddedPostgres
 from analytics_ingestion.samples import CATALOG, shape_a
-from tests.integration.conftest import copies_by_task, free_socket
+from tests.integration.conftest import copies_by_task
 
 
 def test_serve_with_the_embedded_database(cluster_root: Path) -> None:
     data_dir = cluster_root / "embedded-serve"
-    sock = free_socket()
-    port = sock.getsockname()[1]
-    sock.close()
+    port = free_port()
     environ = {
         k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "PLATFORM_DATABASE_URL")
     }
@@ -111,9 +110,7 @@ def test_serve_with_the_embedded_database(cluster_root: Path) -> None:
 async def test_sigterm_under_load_answers_and_keeps_what_it_acknowledged(
     timescale_database: str, reliability: dict[str, Any]
 ) -> None:
-    sock = free_socket()
-    port = sock.getsockname()[1]
-    sock.close()
+    port = free_port()
     environ = {
         **os.environ,
         "DATABASE_URL": timescale_database,
