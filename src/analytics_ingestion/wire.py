@@ -31,6 +31,7 @@ from typing import Annotated, Any, NamedTuple, Union
 
 import msgspec
 
+from analytics_ingestion import duplicate_keys
 from analytics_ingestion.catalog import Catalog, EventType, canonical_event_type, load_catalog
 from analytics_ingestion.errors import MalformedBody
 
@@ -98,6 +99,7 @@ def unreadable_body(body: bytes, error: MalformedBody, received_at: datetime) ->
 
 
 _KINDS = (  # (a phrase of the reason, its kind), first match wins
+    ("duplicate key", "duplicate_key"),
     ("ahead of the server's clock", "clock_skew"),
     ("refused by the database", "database"),
     ("timestamp:", "timestamp"),
@@ -335,6 +337,7 @@ def decode_event(
     latest: datetime | None = None,
 ) -> EventRow:
     element = _decode_json(raw, _ELEMENT_DECODER, "the event")
+    _reject_duplicate_keys(raw)
     if b"\\u0000" in raw:
         _reject_nul(raw)
     if element.event:
@@ -438,6 +441,20 @@ def _decode_object(raw: bytes, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise EventError(f"{where}: expected an object, got {_describe(value)}")
     return value
+
+
+_ANY_JSON_DECODER = msgspec.json.Decoder()
+
+
+def _reject_duplicate_keys(raw: bytes) -> None:
+    try:
+        decoded = _ANY_JSON_DECODER.decode(raw)
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+        decoded = None  # a number out of range, say: the exact scan decides, and the checks
+        # that follow name what else is wrong
+    path = duplicate_keys.find_duplicate_key(raw, decoded)
+    if path is not None:
+        raise EventError(f"{path}: duplicate key (an object may name each key only once)")
 
 
 def _reject_nul(raw: bytes) -> None:
@@ -665,11 +682,13 @@ _FAST_FIELD_TYPES: dict[str, Any] = {
         for name, (low, high) in _INTEGER_RANGES.items()
     },
 }
-# Read from every shape-A event whether the catalog lists them or not (see _shape_a).
+# Read from every shape-A event whether the catalog lists them or not (see _shape_a). Here and
+# in the envelope, UNSET tells a field left out from one sent, for counting the keys.
 _SHAPE_A_EXTRAS: tuple[tuple[str, Any, Any], ...] = (
-    ("user_id", _UUID_TEXT | None, None),
-    ("service", Any, None),
+    ("user_id", _UUID_TEXT | None | msgspec.UnsetType, msgspec.UNSET),
+    ("service", Any, msgspec.UNSET),
 )
+_UNSET = msgspec.UNSET
 
 
 class _RawEvent(msgspec.Struct):
@@ -684,6 +703,10 @@ class _FastDecoder:
     decoder: msgspec.json.Decoder[Any]
     stored_names: dict[type, str]
     float64_fields: dict[type, tuple[tuple[str, bool], ...]]  # (name, nullable)
+    # The keys every event of the type has ("type" and its fields but the extras) and the
+    # fields that may hold objects of their own.
+    key_counts: dict[type, int]
+    any_json_fields: dict[type, tuple[str, ...]]
 
 
 @functools.lru_cache(maxsize=8)
@@ -691,6 +714,8 @@ def _fast_decoder(catalog: Catalog) -> _FastDecoder:
     types = catalog.types
     structs: dict[type, str] = {}
     float64_fields: dict[type, tuple[tuple[str, bool], ...]] = {}
+    key_counts: dict[type, int] = {}
+    any_json_fields: dict[type, tuple[str, ...]] = {}
     for event_type in types:
         if any(f.type == "any-json" and not f.nullable for f in event_type.fields):
             continue  # msgspec's Any takes null; the per-event path refuses it
@@ -698,9 +723,12 @@ def _fast_decoder(catalog: Catalog) -> _FastDecoder:
         for f in event_type.fields:
             # user_id is also a column, always a UUID (see _shape_a), wanted as text.
             annotation = _UUID_TEXT if f.name == "user_id" else _FAST_FIELD_TYPES[f.type]
-            fields.append((f.name, annotation | None, None) if f.nullable else (f.name, annotation))
+            # Required even when nullable (the platform's client sends null): an event that
+            # leaves one out has fewer keys than counted, and goes the per-event way.
+            fields.append((f.name, annotation | None if f.nullable else annotation))
         declared = {f.name for f in event_type.fields}
-        fields += [extra for extra in _SHAPE_A_EXTRAS if extra[0] not in declared]
+        extras = [extra for extra in _SHAPE_A_EXTRAS if extra[0] not in declared]
+        fields += extras
         struct = msgspec.defstruct(
             f"_Fast_{event_type.wire_type}",
             fields,
@@ -713,21 +741,31 @@ def _fast_decoder(catalog: Catalog) -> _FastDecoder:
         floats = tuple((f.name, f.nullable) for f in event_type.fields if f.type == "float64")
         if floats:
             float64_fields[struct] = floats
+        key_counts[struct] = 1 + len(event_type.fields) - (len(_SHAPE_A_EXTRAS) - len(extras))
+        any_json = tuple(f.name for f in event_type.fields if f.type == "any-json")
+        if any_json:
+            any_json_fields[struct] = any_json
     element = msgspec.defstruct(
         "_FastElement",
         [
             ("timestamp", str),
             ("event", Union[tuple(structs)]),  # noqa: UP007 (a Union of a runtime tuple)
-            ("hostname", str | None, None),
-            ("environment", str | None, None),
-            ("event_id", _UUID_TEXT | None, None),
+            ("hostname", str | None | msgspec.UnsetType, _UNSET),
+            ("environment", str | None | msgspec.UnsetType, _UNSET),
+            ("event_id", _UUID_TEXT | None | msgspec.UnsetType, _UNSET),
         ],
         kw_only=True,
         # Anything else beside the event (shape B's fields, say) goes the per-event way.
         forbid_unknown_fields=True,
     )
     elements = list[element]  # type: ignore[valid-type]  # a struct made at run time
-    return _FastDecoder(msgspec.json.Decoder(elements, float_hook=_number), structs, float64_fields)
+    return _FastDecoder(
+        msgspec.json.Decoder(elements, float_hook=_number),
+        structs,
+        float64_fields,
+        key_counts,
+        any_json_fields,
+    )
 
 
 def decode_batch_fast(
@@ -761,6 +799,10 @@ def decode_batch_fast(
         new_ids = [idempotent_event_id(idempotency_key, index) for index in range(count)]
     stored_names = fast.stored_names
     float64_fields = fast.float64_fields
+    key_counts = fast.key_counts
+    any_json_fields = fast.any_json_fields
+    unset = _UNSET
+    keys = 0  # as the decoder saw them: an object naming one twice counts it once
     rows: list[EventRow] = []
     append = rows.append
     latest = latest or _LATEST_TIMESTAMP
@@ -768,12 +810,23 @@ def decode_batch_fast(
         for element, raw_event, new_id in zip(elements, raw_events, new_ids, strict=True):
             event = element.event
             service = event.service
+            user_id = event.user_id
+            event_id = element.event_id
+            hostname = element.hostname
+            environment = element.environment
+            keys += (
+                key_counts[type(event)]
+                + 2  # timestamp, event
+                + (service is not unset)
+                + (user_id is not unset)
+                + (event_id is not unset)
+                + (hostname is not unset)
+                + (environment is not unset)
+            )
             if type(service) is not str:
                 service = UNKNOWN_SERVICE
             elif len(service) > VARCHAR_LIMIT:
                 return None
-            user_id = event.user_id
-            event_id = element.event_id
             timestamp = parse_timestamp(element.timestamp)
             if timestamp > latest:
                 return None
@@ -783,20 +836,26 @@ def decode_batch_fast(
                     value is not None and _float64_check(value) is not None
                 ):
                     return None
+            for name in any_json_fields.get(type(event), ()):
+                keys += duplicate_keys.count_keys(getattr(event, name))
             append(
                 EventRow(  # positional, in EventRow's order: the loop is hot
                     timestamp,
                     stored_names[type(event)],
                     service,
-                    None if user_id is None else canonical_uuid(user_id),
+                    None if user_id is None or user_id is unset else canonical_uuid(user_id),
                     bytes(raw_event.event),
-                    new_id if event_id is None else canonical_uuid(event_id),
+                    new_id if event_id is None or event_id is unset else canonical_uuid(event_id),
                     received_at,
-                    element.hostname,
-                    element.environment,
+                    None if hostname is unset else hostname,
+                    None if environment is unset else environment,
                 )
             )
     except ValueError:  # a timestamp; the per-event path says what is wrong with it
+        return None
+    # A key named twice, or a string holding '":', makes the text's count the larger: the
+    # per-event path then finds which (see duplicate_keys).
+    if body.count(duplicate_keys.KEY_END) != keys or not duplicate_keys.counted_exactly(body):
         return None
     return Batch(received=count, rows=rows, row_indexes=list(range(count)))
 

@@ -606,6 +606,7 @@ def test_a_timestamp_too_far_ahead_is_refused_and_kept_as_sent() -> None:
     [
         ("event.task_id: expected a UUID, got a string", "invalid_field"),
         ("timestamp: required", "timestamp"),
+        ("timestamp: duplicate key (an object may name each key only once)", "duplicate_key"),
         ("refused by the database: value too long", "database"),
         ("the event: invalid JSON", "malformed"),
         (

@@ -76,6 +76,47 @@ def test_what_the_fast_path_hands_over(element: dict[str, Any]) -> None:
     assert len(per_event.rows) + len(per_event.rejections) == 2
 
 
+@pytest.mark.parametrize(
+    ("name", "first", "last"),
+    [
+        pytest.param("command", '"ls"', '"rm"', id="event-field"),
+        pytest.param("type", '"task_created"', '"task_created"', id="type-tag"),
+        pytest.param("project_id", "null", "null", id="null-twice"),
+    ],
+)
+def test_a_key_named_twice_is_handed_over_and_refused(name: str, first: str, last: str) -> None:
+    event = {k: v for k, v in valid_event()["event"].items() if k != name}
+
+    def body(*values: str) -> bytes:
+        keys = ", ".join(f'"{name}": {value}' for value in values)
+        element = (
+            f'{{"timestamp": "2026-11-26T11:47:34Z", "event": {{{keys}, {json.dumps(event)[1:]}}}'
+        )
+        return f"[{json.dumps(valid_event())}, {element}]".encode()
+
+    assert decode_batch_fast(body(last), NOW, KEY, CATALOG) is not None
+    fast, per_event = both(body(first, last))
+    assert fast is None
+    assert [r.to_json() for r in per_event.rejections] == [
+        {
+            "index": 1,
+            "error": f"event.{name}: duplicate key (an object may name each key only once)",
+        }
+    ]
+
+
+def test_a_key_named_twice_inside_any_json_is_handed_over() -> None:
+    error = CATALOG.find("application_error")
+    assert error is not None
+    event = {**event_object(error, random.Random(5)), "context": {"retry": {"n": 1}}}
+    body = json.dumps([{**shape_a(error, random.Random(5)), "event": event}]).encode()
+    assert decode_batch_fast(body, NOW, KEY, CATALOG) is not None
+    twice = body.replace(b'{"n": 1}', b'{"n": 1, "n": 2}')
+    fast, per_event = both(twice)
+    assert fast is None
+    assert per_event.rejections[0].error.startswith("event.context.retry.n: duplicate key")
+
+
 def test_invalid_utf8_is_handed_over() -> None:
     text = json.dumps([valid_event(command="ü")], ensure_ascii=False)
     body = text.encode().replace("ü".encode(), b"\xfc")
@@ -104,7 +145,7 @@ def mutate(events: list[dict[str, Any]], rng: random.Random) -> bytes:
     """One body with one awkward change (values, fields, tags, timestamps, or bytes)."""
     events = json.loads(json.dumps(events))
     target = rng.choice(events)
-    kind = rng.randrange(7)
+    kind = rng.randrange(8)
     if kind == 0:
         target["event"][rng.choice(list(target["event"]))] = rng.choice(_AWKWARD_VALUES)
     elif kind == 1:
@@ -118,6 +159,14 @@ def mutate(events: list[dict[str, Any]], rng: random.Random) -> bytes:
     elif kind == 4:
         top = ["hostname", "environment", "event_id", "event", "data", "service", "user_id"]
         target[rng.choice(top)] = rng.choice(_AWKWARD_VALUES)
+    elif kind == 7:  # a key named twice, in the envelope or the event
+        where = rng.choice([target, target["event"]])
+        name = rng.choice(list(where))
+        again = json.dumps({name: rng.choice([where[name], *_AWKWARD_VALUES])})[1:-1]
+        text = json.dumps(where)
+        where.clear()
+        where["twice"] = None
+        return json.dumps(events).replace('{"twice": null}', f"{text[:-1]}, {again}}}").encode()
     body = json.dumps(events, ensure_ascii=rng.random() < 0.5).encode()
     if kind == 5:
         at = body.index(b'": ', rng.randrange(len(body) // 2)) + 3
