@@ -736,6 +736,7 @@ def _fast_decoder(catalog: Catalog) -> _FastDecoder:
             tag=event_type.wire_type,
             forbid_unknown_fields=True,
             kw_only=True,
+            gc=False,  # decoded JSON holds no reference cycles: spare the collector
         )
         structs[struct] = event_type.event_type
         floats = tuple((f.name, f.nullable) for f in event_type.fields if f.type == "float64")
@@ -757,6 +758,7 @@ def _fast_decoder(catalog: Catalog) -> _FastDecoder:
         kw_only=True,
         # Anything else beside the event (shape B's fields, say) goes the per-event way.
         forbid_unknown_fields=True,
+        gc=False,
     )
     elements = list[element]  # type: ignore[valid-type]  # a struct made at run time
     return _FastDecoder(
@@ -855,7 +857,7 @@ def decode_batch_fast(
         return None
     # A key named twice, or a string holding '":', makes the text's count the larger: the
     # per-event path then finds which (see duplicate_keys).
-    if body.count(duplicate_keys.KEY_END) != keys or not duplicate_keys.counted_exactly(body):
+    if duplicate_keys.key_ends(body) != keys:
         return None
     return Batch(received=count, rows=rows, row_indexes=list(range(count)))
 

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from analytics_ingestion.bench import Figures, median_figures, parse_wrk
+from analytics_ingestion.bench import Figures, median_figures, parse_wrk, write_load_script
 
 WRK_REPORT = """Running 10s test @ http://127.0.0.1:41000
   2 threads and 16 connections
@@ -45,3 +47,24 @@ def test_medians() -> None:
     assert median.ratio == 0.8
     assert median.ceiling == 200
     assert median.ceiling_rows_per_s == {1: 100, 2: 200}
+
+
+@pytest.mark.parametrize(
+    ("requests_per_s", "connections", "interval"),
+    [
+        pytest.param(120.0, 16, "interval = 16.666667", id="two-threads-share-the-rate"),
+        pytest.param(50.0, 1, "interval = 20.000000", id="one-connection-one-thread"),
+    ],
+)
+def test_a_fixed_rate_script_paces_each_thread(
+    tmp_path: Path, requests_per_s: float, connections: int, interval: str
+) -> None:
+    script = write_load_script(tmp_path, [b"[]", b"[{}]"], requests_per_s, connections).read_text()
+    assert interval in script
+    assert "delay = function()" in script
+    assert "[==[[{}]]==]" in script
+
+
+def test_a_full_load_script_does_not_wait(tmp_path: Path) -> None:
+    script = write_load_script(tmp_path, [b"[]"], None, 16).read_text()
+    assert "delay" not in script
