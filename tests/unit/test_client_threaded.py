@@ -375,8 +375,9 @@ def test_shutdown_is_bounded_when_the_service_never_answers(
     assert transport.sending.wait(5)
     report = client.shutdown(timeout=0.1)
     assert transport.aborted.is_set()  # the request in progress was ended, not waited for
-    assert (report.delivered, report.lost, report.pending) == (0, 3, 0)
+    assert (report.delivered, report.lost, report.pending) == (0, 3, 3)
     assert client.counters().dropped == {"shutdown": 3}
+    assert client.counters().pending == 0  # all accounted for: lost
     assert [len(f.event_ids) for f in failures] == [3]
     assert not client.track(task_created())
 
@@ -394,7 +395,7 @@ def test_shutdown_spools_what_it_could_not_send_and_a_new_client_sends_it(
     assert silent.sending.wait(5)
     first.track(task_created())  # still in the queue at shutdown
     report = first.shutdown(timeout=0.1)
-    assert (report.spooled, report.lost, report.pending) == (4, 0, 0)
+    assert (report.spooled, report.lost, report.pending) == (4, 0, 4)
     assert len(list(tmp_path.glob("*.batch"))) == 2
 
     recording = RecordingTransport()

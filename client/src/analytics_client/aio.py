@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import dataclasses
 import threading
 import time
 
@@ -89,7 +90,8 @@ class AsyncAnalyticsClient(ClientBase):
 
     async def shutdown(self, timeout: float = DEFAULT_TIMEOUT) -> FlushReport:  # noqa: ASYNC109
         """Flush for at most `timeout` seconds, then stop: a request in progress is abandoned,
-        what is left goes to the spool (or is counted as lost)."""
+        what is left goes to the spool (or is counted as lost). Its `pending` are the events
+        still undelivered then, now spooled or lost."""
         self._check_process()
         deadline = time.monotonic() + timeout
         with self._lock:
@@ -117,7 +119,8 @@ class AsyncAnalyticsClient(ClientBase):
             await self._transport.close()
         atexit.unregister(self._at_exit)
         with self._lock:
-            return self._pipeline.report_since(before)
+            report = self._pipeline.report_since(before)
+        return dataclasses.replace(report, pending=disposal.spooled + disposal.lost)
 
     async def __aenter__(self) -> AsyncAnalyticsClient:
         return self

@@ -8,6 +8,7 @@ tracks runs nothing, and its workers each start their own. A forked child starts
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import threading
 import time
 
@@ -85,7 +86,8 @@ class AnalyticsClient(ClientBase):
     def shutdown(self, timeout: float = DEFAULT_TIMEOUT) -> FlushReport:
         """Flush for at most `timeout` seconds, then stop: a request still in progress is
         abandoned, what is left goes to the spool (or is counted as lost). Later events are
-        refused. Returns within about `timeout` even when the service does not answer."""
+        refused. Returns within about `timeout` even when the service does not answer; its
+        `pending` are the events still undelivered then, now spooled or lost."""
         self._check_process()
         deadline = time.monotonic() + timeout
         with self._condition:
@@ -105,11 +107,11 @@ class AnalyticsClient(ClientBase):
             if not flushed:
                 self._transport.abort()
             sender.join(max(0.0, deadline - time.monotonic()) + STOP_GRACE)
-        self._dispose_leftovers()
+        undelivered = self._dispose_leftovers()
         self._transport.close()
         atexit.unregister(self._at_exit)
         with self._condition:
-            return self._pipeline.report_since(before)
+            return dataclasses.replace(self._pipeline.report_since(before), pending=undelivered)
 
     def __enter__(self) -> AnalyticsClient:
         return self
@@ -128,7 +130,8 @@ class AnalyticsClient(ClientBase):
                 return
             self._condition.wait(remaining)
 
-    def _dispose_leftovers(self) -> None:
+    def _dispose_leftovers(self) -> int:
+        """Spool what is left, or count it as lost; how many of this process's events."""
         with self._condition:
             leftovers = self._pipeline.take_leftovers()
         disposal = settling.dispose(leftovers, self._spool, self.options)
@@ -136,6 +139,7 @@ class AnalyticsClient(ClientBase):
             self._pipeline.settle_leftovers(disposal.spooled, disposal.lost)
             self._condition.notify_all()
         settling.report_failures(disposal.failures, self._on_failure, self._failure_log)
+        return disposal.spooled + disposal.lost
 
     def _send_in_this_thread(self, pipeline: Pipeline, timeout: float) -> None:
         """Send another client's events from the calling thread, for at most `timeout`

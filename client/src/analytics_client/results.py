@@ -76,7 +76,9 @@ class Counters:
 
 @dataclass(frozen=True, slots=True)
 class FlushReport:
-    """What became of the events during a `flush` or `shutdown`, and what is still held."""
+    """What became of the events during a `flush` or `shutdown`: delivered, rejected, lost or
+    spooled meanwhile; `pending`, still undelivered when it returned (after `shutdown`, those
+    it spooled or counted as lost)."""
 
     delivered: int
     rejected: int
@@ -86,5 +88,5 @@ class FlushReport:
 
     @property
     def complete(self) -> bool:
-        """Nothing accepted before the call is still waiting to be sent."""
+        """Nothing was left undelivered."""
         return self.pending == 0
