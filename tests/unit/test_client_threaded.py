@@ -466,6 +466,21 @@ def test_the_write_key_never_shows_in_the_options_repr() -> None:
     assert "secret-key-value" not in repr(Options(write_key="secret-key-value"))
 
 
+@pytest.mark.parametrize(
+    "key",
+    [
+        pytest.param("secret\r\nX-Injected: 1", id="header-injection"),
+        pytest.param("secret key", id="space"),
+        pytest.param("", id="empty"),
+        pytest.param("sécret", id="not-ascii"),
+    ],
+)
+def test_a_write_key_that_cannot_be_a_header_is_refused_without_showing_it(key: str) -> None:
+    with pytest.raises(ValueError, match="write_key") as refused:
+        Options(write_key=key)
+    assert "secret" not in str(refused.value) and "sécret" not in str(refused.value)
+
+
 class ExplodingTransport:
     def send(self, request: HttpRequest, timeout: float) -> HttpResponse:
         raise KeyError("not even a transport error")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import ssl
 
 from analytics_client.transport import (
@@ -44,8 +45,13 @@ class AsyncHttpTransport:
         self._ssl_context = ssl_context
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
+        self._pid = os.getpid()
 
     async def send(self, request: HttpRequest, timeout: float) -> HttpResponse:  # noqa: ASYNC109
+        if os.getpid() != self._pid:
+            # A forked child: the connection is the parent's; leave it to the parent.
+            self._pid = os.getpid()
+            self._reader = self._writer = None
         reused = self._writer is not None
         try:
             return await self._attempt(request, timeout)

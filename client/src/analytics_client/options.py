@@ -71,6 +71,10 @@ class Options:
             "at most max_queue_events",
         )
         self._require("backoff_cap", self.backoff_cap >= self.backoff_base, "at least backoff_base")
+        key = self.write_key
+        if key is not None and not (key and key.isascii() and key.isprintable() and " " not in key):
+            # Said without the value: it is a secret.
+            raise ValueError("invalid option write_key: expected printable ASCII without spaces")
 
     def _require(self, name: str, holds: bool, expected: str) -> None:
         if not holds:
