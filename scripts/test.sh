@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-postgres.sh
 scripts/venv.sh dev
-.venv/bin/ruff format --check src tests
-.venv/bin/ruff check src tests
+.venv/bin/ruff format --check src tests client
+.venv/bin/ruff check src tests client
 .venv/bin/mypy
 exec .venv/bin/python -m pytest "$@"
