@@ -10,7 +10,7 @@ import pytest
 
 from analytics_client.batching import seal, seal_events, split
 from analytics_client.options import Options
-from analytics_client.outcome import Answered, Refused, Retry, Split
+from analytics_client.outcome import Answered, Refused, Retry, Split, interpret
 from analytics_client.pipeline import (
     Close,
     Expire,
@@ -22,6 +22,7 @@ from analytics_client.pipeline import (
     Wait,
 )
 from analytics_client.results import Failure, FailureKind, Loss, Refusal
+from analytics_client.retry import MAX_RETRY_AFTER
 from analytics_client.spool import SpooledBatch
 
 OPTIONS = Options(
@@ -163,6 +164,28 @@ def test_retry_after_holds_every_batch_of_the_client() -> None:
         (4.25, ("id-3",)),
     ]
     assert not [step for _, step in steps if isinstance(step, Send)]
+
+
+@pytest.mark.parametrize(
+    "retry_after",
+    [
+        pytest.param("9" * 400, id="more-digits-than-a-float-holds"),
+        pytest.param("Fri, 31 Dec 9999 23:59:59 GMT", id="far-future-date"),
+    ],
+)
+def test_a_retry_after_holds_the_client_ten_minutes_at_most(retry_after: str) -> None:
+    pipe = pipeline()
+    offer(pipe, 3)
+    close_and_add(pipe, 0.0)
+    answer = interpret(503, {"retry-after": retry_after}, b"", 3, now_unix=0.0)
+    pipe.settle(sending(pipe, 0.0), answer, 0.0)
+    assert pipe.gate.not_before == MAX_RETRY_AFTER
+    step = pipe.next_step(OPTIONS.retry_deadline)  # held past its deadline: given up
+    assert isinstance(step, Expire)
+    pipe.settle_expired(step.scheduled, spooled=False, loss=Loss.RETRY_DEADLINE, reason="r")
+    offer(pipe, 3, now=MAX_RETRY_AFTER, start=3)
+    later = close_and_add(pipe, MAX_RETRY_AFTER)
+    assert sending(pipe, MAX_RETRY_AFTER) is later  # the gate opened again
 
 
 def test_a_rejected_event_is_reported_with_its_id_and_never_retried() -> None:

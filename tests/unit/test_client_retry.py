@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime
 
 import pytest
 
-from analytics_client.retry import Backoff, Gate, parse_retry_after
+from analytics_client.retry import MAX_RETRY_AFTER, Backoff, Gate, parse_retry_after
 
 BACKOFF = Backoff(base=0.5, cap=30.0)
 
@@ -67,6 +66,15 @@ NOW = datetime(2026, 11, 27, 11, 0, 0, tzinfo=UTC).timestamp()
         pytest.param("-5", None, id="negative"),
         pytest.param("nan", None, id="nan"),
         pytest.param("Fri, 99 Nov 2026 11:00:30 GMT", None, id="impossible-date"),
+        pytest.param("86400", MAX_RETRY_AFTER, id="a-day-is-capped"),
+        pytest.param("9" * 400, MAX_RETRY_AFTER, id="more-digits-than-a-float-holds"),
+        pytest.param("Fri, 31 Dec 9999 23:59:59 GMT", MAX_RETRY_AFTER, id="far-future-date"),
+        pytest.param("inf", None, id="infinity"),
+        pytest.param("1e3", None, id="exponent"),
+        pytest.param("-0", None, id="negative-zero"),
+        pytest.param("\u00b2", None, id="superscript-two"),
+        pytest.param("\u0661\u0662\u0660", None, id="arabic-indic-digits"),
+        pytest.param("1\uff10", None, id="fullwidth-digit"),
     ],
 )
 def test_parse_retry_after(value: str | None, seconds: float | None) -> None:
@@ -80,4 +88,3 @@ def test_the_gate_holds_until_the_latest_moment_it_was_given() -> None:
     gate.hold_until(103.0)  # an earlier one does not shorten it
     assert gate.wait_time(100.0) == 5.0
     assert gate.wait_time(106.0) == 0.0
-    assert not math.isinf(gate.not_before)

@@ -3,7 +3,8 @@
 - `Backoff`: exponential backoff with full jitter (a delay drawn between 0 and
   `base * 2 ** (attempt - 1)`, at most `cap`), so clients that failed together do not come
   back together.
-- `parse_retry_after`: the `Retry-After` header, as seconds or as an HTTP-date.
+- `parse_retry_after`: the `Retry-After` header, as seconds or as an HTTP-date, at most
+  `MAX_RETRY_AFTER`: a service may ask for a pause, not for the client to stop for good.
 - `Gate`: a client-wide "not before": a service that says `Retry-After` is given that long by
   the whole client, not only by the batch that was answered.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import email.utils
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC
@@ -19,6 +21,12 @@ from datetime import UTC
 Draw = Callable[[float, float], float]  # random.uniform's signature
 # 2 ** 64 times any sensible base is past any cap; beyond it the power only costs time.
 _MAX_EXPONENT = 64
+# The longest wait a `Retry-After` gets (it holds the whole client): an hour asked for, or a
+# date in the year 9999, is read as this. The batches held meanwhile reach their retry deadline
+# (by default 5 minutes) and go to the spool; those tracked after it are sent.
+MAX_RETRY_AFTER = 600.0
+# ASCII only: `str.isdigit` and `float` also take other scripts' digits ("²", "١٢٠").
+_SECONDS = re.compile(r"[0-9]+(\.[0-9]+)?")
 
 
 @dataclass(frozen=True)
@@ -42,25 +50,20 @@ class Backoff:
 
 def parse_retry_after(value: str | None, now_unix: float) -> float | None:
     """Seconds to wait, from `Retry-After: 120` or `Retry-After: Fri, 27 Nov 2026 11:00:00
-    GMT`; None when absent or unreadable. A date in the past means no wait."""
+    GMT`, at most `MAX_RETRY_AFTER`; None when absent or unreadable. A date in the past means
+    no wait."""
     if value is None:
         return None
     text = value.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        seconds = float(text)
-    except ValueError:
-        pass
-    else:  # not what the standard allows, but unambiguous
-        return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    if _SECONDS.fullmatch(text):  # a fraction is not what the standard allows, but unambiguous
+        return min(float(text), MAX_RETRY_AFTER)  # "9" * 400 is infinite as a float: the most
     try:
         moment = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if moment.tzinfo is None:  # "-0000": HTTP-dates are in GMT anyway
         moment = moment.replace(tzinfo=UTC)
-    return max(0.0, moment.timestamp() - now_unix)
+    return min(max(0.0, moment.timestamp() - now_unix), MAX_RETRY_AFTER)
 
 
 class Gate:
