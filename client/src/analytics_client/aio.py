@@ -16,30 +16,24 @@ import dataclasses
 import threading
 import time
 
-from analytics_client import settling
 from analytics_client.async_transport import AsyncHttpTransport
-from analytics_client.batching import ClosedBatch, QueuedEvent, seal_events, split
 from analytics_client.client import AnalyticsClient
-from analytics_client.core import ClientBase
+from analytics_client.core import DEFAULT_TIMEOUT, ClientBase
 from analytics_client.options import Options
-from analytics_client.outcome import Outcome, interpret, network_failure
+from analytics_client.outcome import Outcome, network_failure
 from analytics_client.pipeline import (
     Close,
     Expire,
     LoadFromSpool,
     Scheduled,
     Send,
-    Settlement,
     SplitInTwo,
-    Step,
     Wait,
 )
 from analytics_client.reporting import FailureCallback, log
 from analytics_client.results import FlushReport
-from analytics_client.transport import AsyncTransport, batch_request
+from analytics_client.transport import AsyncTransport
 
-DEFAULT_TIMEOUT = 10.0  # of flush and shutdown
-SPOOL_SCAN_INTERVAL = 5.0
 # Smaller batches are sealed in the loop; larger ones in a worker thread, so that compressing
 # them does not hold the loop.
 SEAL_IN_LOOP_BYTES = 64 * 1024
@@ -66,11 +60,6 @@ class AsyncAnalyticsClient(ClientBase):
         self._task: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Event | None = None
         self._progress: asyncio.Event | None = None  # set, and replaced, at each settlement
-        self._stopping = False
-        self._closed = False
-        self._shutdown_deadline: float | None = None
-        self._reporting = False  # as in the threaded client: flush waits for the callback
-        self._spool_watch = settling.SpoolWatch(self._spool, SPOOL_SCAN_INTERVAL)
 
     # --- flush and shutdown -------------------------------------------------------------
 
@@ -109,12 +98,8 @@ class AsyncAnalyticsClient(ClientBase):
                 task.cancel()
                 await asyncio.wait([task], timeout=max(0.0, deadline - time.monotonic()) + 0.25)
         self._stopping = True
-        with self._lock:
-            leftovers = self._pipeline.take_leftovers()
-        disposal = await asyncio.to_thread(settling.dispose, leftovers, self._spool, self.options)
-        with self._lock:
-            self._pipeline.settle_leftovers(disposal.spooled, disposal.lost)
-        settling.report_failures(disposal.failures, self._on_failure, self._failure_log)
+        disposal = await asyncio.to_thread(self._dispose_leftovers)
+        self._report(disposal.failures)
         with contextlib.suppress(Exception):
             await self._transport.close()
         atexit.unregister(self._at_exit)
@@ -157,12 +142,7 @@ class AsyncAnalyticsClient(ClientBase):
             if self._given_transport:
                 # A transport of the caller's cannot be driven without its loop: what is left
                 # goes to the spool, or is counted as lost.
-                with self._lock:
-                    leftovers = pipeline.take_leftovers()
-                disposal = settling.dispose(leftovers, self._spool, self.options)
-                with self._lock:
-                    pipeline.settle_leftovers(disposal.spooled, disposal.lost)
-                settling.report_failures(disposal.failures, self._on_failure, self._failure_log)
+                self._report(self._dispose_leftovers().failures)
                 return
             fallback = AnalyticsClient(self.endpoint, self.options, on_failure=self._on_failure)
             fallback._send_in_this_thread(pipeline, self.options.exit_timeout)
@@ -222,7 +202,7 @@ class AsyncAnalyticsClient(ClientBase):
                     now = time.monotonic()
                     step = self._pipeline.next_step(now, spool_waiting=watch.waiting(now))
                 if isinstance(step, LoadFromSpool):
-                    await self._load_from_spool(watch, now)
+                    await asyncio.to_thread(self._take_from_spool, now)
                 elif not isinstance(step, Wait):
                     await self._perform(step)
                 else:
@@ -235,68 +215,31 @@ class AsyncAnalyticsClient(ClientBase):
                 log.exception("the analytics sender failed; it carries on")
                 await asyncio.sleep(1.0)  # not a busy loop, should it fail again
 
-    async def _load_from_spool(self, watch: settling.SpoolWatch, now: float) -> None:
-        spooled = None
-        if self._spool is not None:
-            spooled = await asyncio.to_thread(settling.load_from_spool, self._spool)
-        if spooled is None:
-            watch.found_nothing(now)
-            return
-        with self._lock:
-            self._pipeline.add_from_spool(spooled, time.monotonic())
-
-    async def _perform(self, step: Step) -> None:
-        if isinstance(step, Close):
-            batch = await self._seal(step.key, step.events)
-            with self._lock:
-                self._pipeline.add_closed(batch, time.monotonic())
-        elif isinstance(step, SplitInTwo):
-            halves = await asyncio.to_thread(split, step.scheduled.batch)
-            with self._lock:
-                self._pipeline.replace_split(step.scheduled, halves)
-        elif isinstance(step, Expire):
-            if step.scheduled.spooled is not None:
-                # Given back: not taken again before the events queued since are served.
-                self._spool_watch.found_nothing(time.monotonic())
-            expiry = await asyncio.to_thread(settling.spool_expired, step.scheduled, self._spool)
-            with self._lock:
-                settlement = self._pipeline.settle_expired(
-                    step.scheduled, spooled=expiry.spooled, loss=expiry.loss, reason=expiry.reason
-                )
-            await self._after_settlement(settlement)
-        elif isinstance(step, Send):
-            outcome = await self._send(step.scheduled)
-            with self._lock:
-                settlement = self._pipeline.settle(step.scheduled, outcome, time.monotonic())
-            await self._after_settlement(settlement)
-
-    async def _seal(self, key: str, events: list[QueuedEvent]) -> ClosedBatch:
-        compress = self.options.compress
-        if sum(len(event.payload) for event in events) < SEAL_IN_LOOP_BYTES:
-            return seal_events(key, events, compress=compress)
-        return await asyncio.to_thread(seal_events, key, events, compress=compress)
-
-    async def _after_settlement(self, settlement: Settlement) -> None:
-        self._reporting = True
+    async def _perform(self, step: Send | Close | SplitInTwo | Expire) -> None:
+        if isinstance(step, Send):
+            settlement = self._settle(step.scheduled, await self._send(step.scheduled))
+        elif isinstance(step, Close) and _size(step) < SEAL_IN_LOOP_BYTES:
+            settlement = self._prepare(step)
+        else:
+            settlement = await asyncio.to_thread(self._prepare, step)
         try:
             if settlement.spool_done or settlement.spool_give_back:
-                await asyncio.to_thread(settling.update_spool, settlement, self._spool)
-            settling.report_failures(settlement.failures, self._on_failure, self._failure_log)
+                await asyncio.to_thread(self._tidy_spool, settlement)
+            self._report(settlement.failures)
         finally:
             self._reporting = False
             self._settled()
 
     async def _send(self, scheduled: Scheduled) -> Outcome:
-        timeout = self.options.http_timeout
-        if self._shutdown_deadline is not None:
-            timeout = max(0.001, min(timeout, self._shutdown_deadline - time.monotonic()))
-        request = batch_request(scheduled.batch, self.options)
+        request, timeout = self._request(scheduled)
         try:
             response = await self._transport.send(request, timeout)
         except asyncio.CancelledError:
             raise
         except Exception as error:  # a transport of the caller's may raise anything
             return network_failure(error)
-        return interpret(
-            response.status, response.headers, response.body, len(scheduled.batch), time.time()
-        )
+        return self._outcome(scheduled, response)
+
+
+def _size(step: Close) -> int:
+    return sum(len(event.payload) for event in step.events)

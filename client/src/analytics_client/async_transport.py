@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import ssl
 
+from analytics_client.processes import ProcessCheck
 from analytics_client.transport import (
     STALE_CONNECTION_ERRORS,
     Endpoint,
     HttpRequest,
     HttpResponse,
     TransportError,
+    describe,
 )
 
 _MAX_HEADERS = 100
@@ -45,12 +46,11 @@ class AsyncHttpTransport:
         self._ssl_context = ssl_context
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
-        self._pid = os.getpid()
+        self._process = ProcessCheck()
 
     async def send(self, request: HttpRequest, timeout: float) -> HttpResponse:  # noqa: ASYNC109
-        if os.getpid() != self._pid:
-            # A forked child: the connection is the parent's; leave it to the parent.
-            self._pid = os.getpid()
+        if self._process.forked():
+            # The connection is the parent's; leave it to the parent.
             self._reader = self._writer = None
         reused = self._writer is not None
         try:
@@ -73,7 +73,7 @@ class AsyncHttpTransport:
                 return await self._exchange(request)
         except (OSError, EOFError, ProtocolError) as error:  # TimeoutError is an OSError
             self._drop()
-            raise _NoAnswer(_describe(error), stale=isinstance(error, _STALE)) from error
+            raise _NoAnswer(describe(error), stale=isinstance(error, _STALE)) from error
         except BaseException:
             self._drop()  # cancelled mid-exchange: the connection is in an unknown state
             raise
@@ -166,10 +166,3 @@ async def _read_chunks(reader: asyncio.StreamReader) -> bytes:
             raise ProtocolError("the answer is too large")
         chunks.append(await reader.readexactly(size))
         await reader.readexactly(2)  # the chunk's CRLF
-
-
-def _describe(error: BaseException) -> str:
-    if isinstance(error, TimeoutError):
-        return "TimeoutError: no answer in time"
-    text = str(error)
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -12,11 +12,9 @@ import dataclasses
 import threading
 import time
 
-from analytics_client import settling
-from analytics_client.batching import seal_events, split
-from analytics_client.core import ClientBase
+from analytics_client.core import DEFAULT_TIMEOUT, ClientBase
 from analytics_client.options import Options
-from analytics_client.outcome import Outcome, interpret, network_failure
+from analytics_client.outcome import Outcome, network_failure
 from analytics_client.pipeline import (
     Close,
     Expire,
@@ -24,17 +22,13 @@ from analytics_client.pipeline import (
     Pipeline,
     Scheduled,
     Send,
-    Settlement,
     SplitInTwo,
-    Step,
     Wait,
 )
 from analytics_client.reporting import FailureCallback, log
 from analytics_client.results import FlushReport
-from analytics_client.transport import HttpTransport, Transport, batch_request
+from analytics_client.transport import HttpTransport, Transport
 
-DEFAULT_TIMEOUT = 10.0  # of flush and shutdown
-SPOOL_SCAN_INTERVAL = 5.0  # how often an idle sender looks for spooled batches
 # After shutdown's time: how long to wait for the sender to notice it was stopped (its
 # request was aborted).
 STOP_GRACE = 0.25
@@ -60,13 +54,6 @@ class AnalyticsClient(ClientBase):
     def _reset_sender(self) -> None:
         self._condition = threading.Condition(self._lock)
         self._sender: threading.Thread | None = None
-        self._stopping = False
-        self._closed = False
-        self._shutdown_deadline: float | None = None
-        # A settlement's failures being reported: flush returns once they are, so the
-        # caller's callback has seen them (and the spool is tidied) when it does.
-        self._reporting = False
-        self._spool_watch = settling.SpoolWatch(self._spool, SPOOL_SCAN_INTERVAL)
 
     # --- flush and shutdown -------------------------------------------------------------
 
@@ -107,7 +94,7 @@ class AnalyticsClient(ClientBase):
             if not flushed:
                 self._transport.abort()
             sender.join(max(0.0, deadline - time.monotonic()) + STOP_GRACE)
-        undelivered = self._dispose_leftovers()
+        undelivered = self._dispose()
         self._transport.close()
         atexit.unregister(self._at_exit)
         with self._condition:
@@ -130,15 +117,12 @@ class AnalyticsClient(ClientBase):
                 return
             self._condition.wait(remaining)
 
-    def _dispose_leftovers(self) -> int:
+    def _dispose(self) -> int:
         """Spool what is left, or count it as lost; how many of this process's events."""
+        disposal = self._dispose_leftovers()
         with self._condition:
-            leftovers = self._pipeline.take_leftovers()
-        disposal = settling.dispose(leftovers, self._spool, self.options)
-        with self._condition:
-            self._pipeline.settle_leftovers(disposal.spooled, disposal.lost)
             self._condition.notify_all()
-        settling.report_failures(disposal.failures, self._on_failure, self._failure_log)
+        self._report(disposal.failures)
         return disposal.spooled + disposal.lost
 
     def _send_in_this_thread(self, pipeline: Pipeline, timeout: float) -> None:
@@ -156,7 +140,7 @@ class AnalyticsClient(ClientBase):
                 if pipeline.flushed(target) and not self._reporting:
                     break
             self._step(deadline)
-        self._dispose_leftovers()
+        self._dispose()
         self._transport.close()
 
     def _at_exit(self) -> None:
@@ -204,7 +188,7 @@ class AnalyticsClient(ClientBase):
                     self._condition.wait(wait)
                     return
             if isinstance(step, LoadFromSpool):
-                self._load_from_spool(watch, now)
+                self._take_from_spool(now)
             else:
                 self._perform(step)
         except Exception:
@@ -212,59 +196,23 @@ class AnalyticsClient(ClientBase):
             with self._condition:
                 self._condition.wait(1.0)  # not a busy loop, should it fail again
 
-    def _load_from_spool(self, watch: settling.SpoolWatch, now: float) -> None:
-        spooled = settling.load_from_spool(self._spool) if self._spool is not None else None
-        if spooled is None:
-            watch.found_nothing(now)
-            return
-        with self._condition:
-            self._pipeline.add_from_spool(spooled, time.monotonic())
-
-    def _perform(self, step: Step) -> None:
-        if isinstance(step, Close):
-            batch = seal_events(step.key, step.events, compress=self.options.compress)
-            with self._condition:
-                self._pipeline.add_closed(batch, time.monotonic())
-        elif isinstance(step, SplitInTwo):
-            halves = split(step.scheduled.batch)
-            with self._condition:
-                self._pipeline.replace_split(step.scheduled, halves)
-        elif isinstance(step, Expire):
-            if step.scheduled.spooled is not None:
-                # Given back: not taken again before the events queued since are served.
-                self._spool_watch.found_nothing(time.monotonic())
-            expiry = settling.spool_expired(step.scheduled, self._spool)
-            with self._condition:
-                settlement = self._pipeline.settle_expired(
-                    step.scheduled, spooled=expiry.spooled, loss=expiry.loss, reason=expiry.reason
-                )
-                self._reporting = True
-            self._after_settlement(settlement)
-        elif isinstance(step, Send):
-            outcome = self._send(step.scheduled)
-            with self._condition:
-                settlement = self._pipeline.settle(step.scheduled, outcome, time.monotonic())
-                self._reporting = True
-            self._after_settlement(settlement)
-
-    def _after_settlement(self, settlement: Settlement) -> None:
+    def _perform(self, step: Send | Close | SplitInTwo | Expire) -> None:
+        if isinstance(step, Send):
+            settlement = self._settle(step.scheduled, self._send(step.scheduled))
+        else:
+            settlement = self._prepare(step)
         try:
-            settling.update_spool(settlement, self._spool)
-            settling.report_failures(settlement.failures, self._on_failure, self._failure_log)
+            self._tidy_spool(settlement)
+            self._report(settlement.failures)
         finally:
             with self._condition:
                 self._reporting = False
                 self._condition.notify_all()
 
     def _send(self, scheduled: Scheduled) -> Outcome:
-        timeout = self.options.http_timeout
-        if self._shutdown_deadline is not None:
-            timeout = max(0.001, min(timeout, self._shutdown_deadline - time.monotonic()))
-        request = batch_request(scheduled.batch, self.options)
+        request, timeout = self._request(scheduled)
         try:
             response = self._transport.send(request, timeout)
         except Exception as error:  # a transport of the caller's may raise anything
             return network_failure(error)
-        return interpret(
-            response.status, response.headers, response.body, len(scheduled.batch), time.time()
-        )
+        return self._outcome(scheduled, response)

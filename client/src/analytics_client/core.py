@@ -1,5 +1,6 @@
 """What the threaded and the asyncio client share: `track` and `track_flat`, the counters,
-and starting clean in a forked child. The two differ in how their sender waits and sends.
+starting clean in a forked child, and the sender's work between its waits and its requests
+(sealing, splitting, the spool, reporting). The two differ in how their sender waits and sends.
 
 `track` never blocks and never raises: it checks and encodes the event in the caller's
 thread, then holds the client's lock for as long as an append to a queue takes. Whatever
@@ -20,16 +21,22 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from analytics_client import envelope
+from analytics_client import envelope, settling
+from analytics_client.batching import seal_events, split
 from analytics_client.events import EVENT_TYPES_BY_NAME, Event
 from analytics_client.identifiers import new_event_id, normalise_event_id
 from analytics_client.options import Options
-from analytics_client.pipeline import Pipeline
+from analytics_client.outcome import Outcome, interpret
+from analytics_client.pipeline import Close, Expire, Pipeline, Scheduled, Settlement, SplitInTwo
+from analytics_client.processes import ProcessCheck
 from analytics_client.reporting import FailureCallback, RateLimitedLog, log, log_drops
-from analytics_client.results import Counters, Refusal, TrackResult
+from analytics_client.results import Counters, Failure, Refusal, TrackResult
 from analytics_client.spool import Spool
-from analytics_client.transport import Endpoint
+from analytics_client.transport import Endpoint, HttpRequest, HttpResponse, batch_request
 from analytics_client.validation import InvalidEvent, event_object, flat_data
+
+DEFAULT_TIMEOUT = 10.0  # of flush and shutdown
+SPOOL_SCAN_INTERVAL = 5.0  # how often an idle sender looks for spooled batches
 
 _CLIENTS: weakref.WeakSet[ClientBase] = weakref.WeakSet()
 
@@ -53,13 +60,20 @@ class ClientBase:
 
     def _start_clean(self) -> None:
         """The state of a new client; a forked child calls it again (see `_after_fork`)."""
-        self._pid = os.getpid()
+        self._process = ProcessCheck()
         self._lock = threading.Lock()
         self._pipeline = Pipeline(
             self.options, new_key=lambda: str(uuid.uuid4()), draw=random.uniform
         )
         self._drop_log = RateLimitedLog()
         self._failure_log = RateLimitedLog()
+        self._closed = False  # shutdown has begun
+        self._stopping = False  # the sender is to stop
+        self._shutdown_deadline: float | None = None
+        # A settlement's failures being reported: flush returns once they are, so the caller's
+        # callback has seen them (and the spool is tidied) when it does.
+        self._reporting = False
+        self._spool_watch = settling.SpoolWatch(self._spool, SPOOL_SCAN_INTERVAL)
         self._reset_sender()
 
     # --- the public surface shared by both clients ------------------------------------
@@ -137,13 +151,83 @@ class ClientBase:
 
     def _check_process(self) -> None:
         # A fork that ran no at-fork hooks (a C extension's fork) is noticed here.
-        if os.getpid() != self._pid:
+        if self._process.forked():
             self._after_fork()
 
     def _after_fork(self) -> None:
         """The child starts clean: the events queued before the fork are the parent's to send,
         and the locks may have been held by threads that did not come along."""
         self._start_clean()
+
+    # --- the sender's work, the same in both clients ------------------------------------
+    # Blocking where it compresses or touches the spool: the asyncio client runs those parts
+    # in a worker thread. The lock is held around the pipeline, never around the slow part.
+
+    def _take_from_spool(self, now: float) -> None:
+        """The oldest spooled batch into the pipeline, or a note that the spool has none."""
+        spooled = settling.load_from_spool(self._spool) if self._spool is not None else None
+        if spooled is None:
+            self._spool_watch.found_nothing(now)
+            return
+        with self._lock:
+            self._pipeline.add_from_spool(spooled, time.monotonic())
+
+    def _prepare(self, step: Close | SplitInTwo | Expire) -> Settlement:
+        """A step that sends nothing: seal a batch, split one in two, or give one up."""
+        pipeline = self._pipeline
+        if isinstance(step, Close):
+            batch = seal_events(step.key, step.events, compress=self.options.compress)
+            with self._lock:
+                pipeline.add_closed(batch, time.monotonic())
+            return Settlement()
+        if isinstance(step, SplitInTwo):
+            halves = split(step.scheduled.batch)
+            with self._lock:
+                pipeline.replace_split(step.scheduled, halves)
+            return Settlement()
+        expiry = settling.spool_expired(step.scheduled, self._spool)
+        with self._lock:
+            self._reporting = True
+            return pipeline.settle_expired(
+                step.scheduled, spooled=expiry.spooled, loss=expiry.loss, reason=expiry.reason
+            )
+
+    def _request(self, scheduled: Scheduled) -> tuple[HttpRequest, float]:
+        """The batch's request, and how long to wait for its answer."""
+        timeout = self.options.http_timeout
+        if self._shutdown_deadline is not None:
+            timeout = max(0.001, min(timeout, self._shutdown_deadline - time.monotonic()))
+        return batch_request(scheduled.batch, self.options), timeout
+
+    def _outcome(self, scheduled: Scheduled, response: HttpResponse) -> Outcome:
+        return interpret(
+            response.status, response.headers, response.body, len(scheduled.batch), time.time()
+        )
+
+    def _settle(self, scheduled: Scheduled, outcome: Outcome) -> Settlement:
+        with self._lock:
+            self._reporting = True
+            return self._pipeline.settle(scheduled, outcome, time.monotonic())
+
+    def _tidy_spool(self, settlement: Settlement) -> None:
+        """Remove the spool files done with; give back the others, which are not taken again
+        before the events queued since are served."""
+        settling.update_spool(settlement, self._spool)
+        if settlement.spool_give_back:
+            self._spool_watch.found_nothing(time.monotonic())
+
+    def _report(self, failures: list[Failure]) -> None:
+        settling.report_failures(failures, self._on_failure, self._failure_log)
+
+    def _dispose_leftovers(self) -> settling.Disposal:
+        """At shutdown: spool what is left, or count it as lost. The failures are the caller's
+        to report."""
+        with self._lock:
+            leftovers = self._pipeline.take_leftovers()
+        disposal = settling.dispose(leftovers, self._spool, self.options)
+        with self._lock:
+            self._pipeline.settle_leftovers(disposal.spooled, disposal.lost)
+        return disposal
 
     # --- track's steps ------------------------------------------------------------------
 

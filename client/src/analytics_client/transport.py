@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import os
 import socket
 import ssl
 import threading
@@ -22,6 +21,7 @@ from urllib.parse import urlsplit
 
 from analytics_client.batching import ClosedBatch
 from analytics_client.options import Options
+from analytics_client.processes import ProcessCheck
 
 PATH = "/events/batch"
 USER_AGENT = "adi-analytics-client/0.1.0"
@@ -127,7 +127,7 @@ class HttpTransport:
         self._connection: http.client.HTTPConnection | None = None
         self._lock = threading.Lock()  # between send and abort, which run in different threads
         self._aborted = False
-        self._pid = os.getpid()
+        self._process = ProcessCheck()
 
     def send(self, request: HttpRequest, timeout: float) -> HttpResponse:
         self._check_process()
@@ -139,12 +139,12 @@ class HttpTransport:
         except (OSError, http.client.HTTPException) as error:
             self._drop()
             if not (reused and isinstance(error, STALE_CONNECTION_ERRORS) and not self._aborted):
-                raise TransportError(_describe(error)) from error
+                raise TransportError(describe(error)) from error
         try:
             return self._exchange(request, timeout)
         except (OSError, http.client.HTTPException) as error:
             self._drop()
-            raise TransportError(_describe(error)) from error
+            raise TransportError(describe(error)) from error
 
     def abort(self) -> None:
         self._check_process()
@@ -161,10 +161,9 @@ class HttpTransport:
         self._drop()
 
     def _check_process(self) -> None:
-        if os.getpid() != self._pid:
-            # A forked child: the connection is the parent's, and so may be the lock (held by
-            # a thread that did not come along). Leave both to the parent.
-            self._pid = os.getpid()
+        if self._process.forked():
+            # The connection is the parent's, and so may be the lock (held by a thread that did
+            # not come along). Leave both to the parent.
             self._connection = None
             self._lock = threading.Lock()
 
@@ -205,6 +204,7 @@ class HttpTransport:
             connection.close()
 
 
-def _describe(error: BaseException) -> str:
-    text = str(error)
+def describe(error: BaseException) -> str:
+    """An error as a failure's reason: its type, and its message when it has one."""
+    text = str(error) or ("no answer in time" if isinstance(error, TimeoutError) else "")
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
