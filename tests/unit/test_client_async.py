@@ -8,7 +8,16 @@ import threading
 import uuid
 from pathlib import Path
 
-from analytics_client import AsyncAnalyticsClient, Options, RecordingTransport, Refusal
+import pytest
+
+from analytics_client import (
+    AsyncAnalyticsClient,
+    Failure,
+    Options,
+    RecordingTransport,
+    Refusal,
+    outcome,
+)
 from analytics_client.events import TaskStarted
 from tests.unit.client_transports import AsyncSilentTransport, ScriptedTransport, answer
 
@@ -41,6 +50,27 @@ async def test_a_retried_batch_is_the_same_request() -> None:
     assert len({(r.body, r.headers["Idempotency-Key"]) for r in scripted.requests}) == 1
     assert [e["event_id"] for e in scripted.events] == ids
     assert client.counters().retries == 2
+    await client.shutdown(timeout=1)
+
+
+async def test_an_answer_that_cannot_be_read_is_a_retry(monkeypatch: pytest.MonkeyPatch) -> None:
+    def unreadable(value: str | None, now_unix: float) -> float:
+        raise ValueError("no such number")
+
+    monkeypatch.setattr(outcome, "parse_retry_after", unreadable)
+    failures: list[Failure] = []
+    scripted = ScriptedTransport(*[answer(503, retry_after="1")] * 100)
+    options = Options(retry_deadline=0.0, backoff_base=0.001, backoff_cap=0.001, hostname=None)
+    client = AsyncAnalyticsClient(
+        ENDPOINT, options, transport=scripted.asynchronous(), on_failure=failures.append
+    )
+    client.track(task_started())
+    report = await client.flush(timeout=5)  # settled: tried once, then past its retry deadline
+    assert (report.lost, report.pending, len(scripted.requests)) == (1, 0, 1)
+    assert [f.reason for f in failures] == [
+        "not delivered within the retry deadline (last: HTTP 503 with an answer that cannot"
+        " be read: ValueError: no such number)"
+    ]
     await client.shutdown(timeout=1)
 
 

@@ -26,13 +26,19 @@ from analytics_client.batching import seal_events, split
 from analytics_client.events import EVENT_TYPES_BY_NAME, Event
 from analytics_client.identifiers import new_event_id, normalise_event_id
 from analytics_client.options import Options
-from analytics_client.outcome import Outcome, interpret
+from analytics_client.outcome import Outcome, Retry, interpret
 from analytics_client.pipeline import Close, Expire, Pipeline, Scheduled, Settlement, SplitInTwo
 from analytics_client.processes import ProcessCheck
 from analytics_client.reporting import FailureCallback, RateLimitedLog, log, log_drops
 from analytics_client.results import Counters, Failure, Refusal, TrackResult
 from analytics_client.spool import Spool
-from analytics_client.transport import Endpoint, HttpRequest, HttpResponse, batch_request
+from analytics_client.transport import (
+    Endpoint,
+    HttpRequest,
+    HttpResponse,
+    batch_request,
+    describe,
+)
 from analytics_client.validation import InvalidEvent, event_object, flat_data
 
 DEFAULT_TIMEOUT = 10.0  # of flush and shutdown
@@ -200,9 +206,15 @@ class ClientBase:
         return batch_request(scheduled.batch, self.options), timeout
 
     def _outcome(self, scheduled: Scheduled, response: HttpResponse) -> Outcome:
-        return interpret(
-            response.status, response.headers, response.body, len(scheduled.batch), time.time()
-        )
+        """What the answer means. One that cannot be read is a retry: no exception may skip the
+        batch's settlement, and with it its retry deadline."""
+        try:
+            return interpret(
+                response.status, response.headers, response.body, len(scheduled.batch), time.time()
+            )
+        except Exception as error:
+            status = getattr(response, "status", "?")  # a caller's transport may answer anything
+            return Retry(f"HTTP {status} with an answer that cannot be read: {describe(error)}")
 
     def _settle(self, scheduled: Scheduled, outcome: Outcome) -> Settlement:
         with self._lock:
