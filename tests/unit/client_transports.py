@@ -1,10 +1,15 @@
-"""Transports for the client's unit tests: scripted answers, and one that never answers."""
+"""Transports for the client's unit tests (scripted answers, and one that never answers), and a
+compression that fails."""
 
 from __future__ import annotations
 
 import asyncio
+import gzip
+import itertools
 import json
 import threading
+
+import pytest
 
 from analytics_client.recording import RecordedRequest, RecordingTransport, accept_all
 from analytics_client.transport import HttpRequest, HttpResponse, TransportError
@@ -66,3 +71,16 @@ class AsyncSilentTransport:
 
     async def close(self) -> None:
         pass
+
+
+def gzip_failing(monkeypatch: pytest.MonkeyPatch, calls: range) -> None:
+    """`gzip.compress` raises MemoryError at these calls (counted from 0)."""
+    compress = gzip.compress
+    numbers = itertools.count()
+
+    def failing(data: bytes, compresslevel: int = 9, *, mtime: float | None = None) -> bytes:
+        if next(numbers) in calls:
+            raise MemoryError
+        return compress(data, compresslevel, mtime=mtime)
+
+    monkeypatch.setattr(gzip, "compress", failing)

@@ -19,7 +19,12 @@ from analytics_client import (
     outcome,
 )
 from analytics_client.events import TaskStarted
-from tests.unit.client_transports import AsyncSilentTransport, ScriptedTransport, answer
+from tests.unit.client_transports import (
+    AsyncSilentTransport,
+    ScriptedTransport,
+    answer,
+    gzip_failing,
+)
 
 ENDPOINT = "http://analytics.invalid"
 QUICK = Options(backoff_base=0.001, backoff_cap=0.001, hostname=None)
@@ -71,6 +76,25 @@ async def test_an_answer_that_cannot_be_read_is_a_retry(monkeypatch: pytest.Monk
         "not delivered within the retry deadline (last: HTTP 503 with an answer that cannot"
         " be read: ValueError: no such number)"
     ]
+    await client.shutdown(timeout=1)
+
+
+async def test_events_that_cannot_be_sealed_are_lost_and_reported(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gzip_failing(monkeypatch, range(1))
+    failures: list[Failure] = []
+    recording = RecordingTransport()
+    client = AsyncAnalyticsClient(
+        ENDPOINT, QUICK, transport=recording.asynchronous(), on_failure=failures.append
+    )
+    lost = client.track(task_started())
+    report = await client.flush(timeout=5)
+    assert (report.lost, report.pending) == (1, 0)
+    assert [f.event_ids for f in failures] == [(lost.event_id,)]
+    delivered = client.track(task_started())
+    assert (await client.flush(timeout=5)).delivered == 1
+    assert [e["event_id"] for e in recording.events] == [delivered.event_id]
     await client.shutdown(timeout=1)
 
 

@@ -307,6 +307,56 @@ def test_events_being_sealed_are_not_lost_at_shutdown() -> None:
     assert [event.event_id for event in leftovers.events] == ["id-0", "id-1"]
 
 
+def test_events_that_cannot_be_sealed_are_lost_reported_and_released() -> None:
+    pipe = pipeline(Options(max_queue_events=3, max_batch_events=3, hostname=None))
+    offer(pipe, 3)
+    step = pipe.next_step(0.0)
+    assert isinstance(step, Close)
+    settlement = pipe.seal_failed(step.events, "MemoryError")
+    assert settlement.failures == [
+        Failure(FailureKind.LOST, ("id-0", "id-1", "id-2"), "MemoryError")
+    ]
+    counters = pipe.tally.snapshot(pipe.pending)
+    assert (counters.dropped, counters.pending) == ({"seal_failed": 3}, 0)
+    offer(pipe, 3, start=3)  # the queue no longer holds them
+    again = pipe.next_step(0.0)
+    assert isinstance(again, Close) and again.key != step.key
+    assert pipe.seal_failed(step.events, "late").failures == []  # settled once only
+
+
+def test_events_being_sealed_when_shutdown_took_them_are_left_to_it() -> None:
+    pipe = pipeline()
+    offer(pipe, 2)
+    pipe.request_flush()
+    step = pipe.next_step(0.0)
+    assert isinstance(step, Close)
+    pipe.take_leftovers()
+    assert pipe.seal_failed(step.events, "MemoryError").failures == []
+    assert pipe.tally.snapshot(pipe.pending).dropped == {}
+
+
+@pytest.mark.parametrize(
+    ("from_spool", "lost", "given_back"),
+    [pytest.param(False, 1, 0, id="tracked-here"), pytest.param(True, 0, 1, id="spooled")],
+)
+def test_a_batch_whose_halves_cannot_be_sealed_is_given_up(
+    tmp_path: Path, from_spool: bool, lost: int, given_back: int
+) -> None:
+    pipe = pipeline()
+    if from_spool:
+        pipe.add_from_spool(spooled_batch(tmp_path / "old.batch", 3), 0.0)
+        whole = pipe.ready[0]
+    else:
+        offer(pipe, 3)
+        whole = close_and_add(pipe, 0.0)
+    pipe.settle(sending(pipe, 0.0), Split("HTTP 413"), 0.0)
+    assert pipe.next_step(0.0) == SplitInTwo(whole)
+    settlement = pipe.split_failed(whole, "MemoryError")
+    assert (len(settlement.failures), len(settlement.spool_give_back)) == (lost, given_back)
+    assert pipe.next_step(0.0) == Wait(None)  # not split again, and again
+    assert pipe.pending == 0
+
+
 def spooled_batch(path: Path, count: int) -> SpooledBatch:
     ids = tuple(f"old-{n}" for n in range(count))
     return SpooledBatch(

@@ -27,7 +27,7 @@ from analytics_client import (
     outcome,
 )
 from analytics_client.transport import HttpRequest, HttpResponse, TransportError
-from tests.unit.client_transports import ScriptedTransport, SilentTransport, answer
+from tests.unit.client_transports import ScriptedTransport, SilentTransport, answer, gzip_failing
 
 ENDPOINT = "http://analytics.invalid"
 USER = uuid.UUID("5d3f0c1e-7a2b-4c6d-8e9f-0a1b2c3d4e5f")
@@ -230,6 +230,41 @@ def test_an_answer_that_cannot_be_read_is_a_retry(
     assert [f.reason for f in failures] == [
         "not delivered within the retry deadline (last: HTTP 503 with an answer that cannot"
         " be read: ValueError: no such number)"
+    ]
+
+
+def test_events_that_cannot_be_sealed_are_lost_reported_and_released(
+    clients: list[AnalyticsClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gzip_failing(monkeypatch, range(1))
+    failures: list[Failure] = []
+    transport = RecordingTransport()
+    options = Options(max_queue_events=2, max_batch_events=2, hostname=None)
+    client = make(clients, transport, options, failures)
+    ids = [client.track(task_created()).event_id for _ in range(2)]
+    report = client.flush(timeout=5)
+    assert (report.lost, report.pending) == (2, 0)
+    assert client.counters().dropped == {"seal_failed": 2}
+    assert failures == [Failure(FailureKind.LOST, tuple(ids), "cannot be sealed: MemoryError")]
+    later = [client.track(task_created()) for _ in range(2)]  # the queue holds them no more
+    assert all(later)
+    assert client.flush(timeout=5).delivered == 2
+    assert [event["event_id"] for event in transport.events] == [r.event_id for r in later]
+
+
+def test_a_batch_whose_halves_cannot_be_sealed_is_lost_not_split_forever(
+    clients: list[AnalyticsClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gzip_failing(monkeypatch, range(1, 1000))  # the batch is sealed, its halves are not
+    failures: list[Failure] = []
+    transport = ScriptedTransport(answer(413, {"error": "too large"}))
+    client = make(clients, transport, failures=failures)
+    client.track(task_created())
+    client.track(task_created())
+    report = client.flush(timeout=5)
+    assert (report.lost, report.pending, len(transport.requests)) == (2, 0, 1)
+    assert [(f.kind, f.reason) for f in failures] == [
+        (FailureKind.LOST, "its halves cannot be sealed: MemoryError")
     ]
 
 

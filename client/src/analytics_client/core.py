@@ -182,12 +182,23 @@ class ClientBase:
         """A step that sends nothing: seal a batch, split one in two, or give one up."""
         pipeline = self._pipeline
         if isinstance(step, Close):
-            batch = seal_events(step.key, step.events, compress=self.options.compress)
+            try:
+                batch = seal_events(step.key, step.events, compress=self.options.compress)
+            except Exception as error:
+                with self._lock:
+                    self._reporting = True
+                    return pipeline.seal_failed(step.events, f"cannot be sealed: {describe(error)}")
             with self._lock:
                 pipeline.add_closed(batch, time.monotonic())
             return Settlement()
         if isinstance(step, SplitInTwo):
-            halves = split(step.scheduled.batch)
+            try:
+                halves = split(step.scheduled.batch)
+            except Exception as error:
+                reason = f"its halves cannot be sealed: {describe(error)}"
+                with self._lock:
+                    self._reporting = True
+                    return pipeline.split_failed(step.scheduled, reason)
             with self._lock:
                 pipeline.replace_split(step.scheduled, halves)
             return Settlement()

@@ -289,10 +289,37 @@ class Pipeline:
     def settle_expired(
         self, scheduled: Scheduled, *, spooled: bool, loss: Loss, reason: str
     ) -> Settlement:
-        settlement = Settlement()
         if self.expiring is not scheduled:
-            return settlement
+            return Settlement()
         self.expiring = None
+        return self._give_up(scheduled, spooled=spooled, loss=loss, reason=reason)
+
+    def seal_failed(self, events: list[QueuedEvent], reason: str) -> Settlement:
+        """The events of a `Close` could not be sealed (out of memory...): lost, counted and
+        reported. Not queued again, where they might fail again and again."""
+        settlement = Settlement()
+        if self.closing is not events:
+            return settlement  # taken by shutdown meanwhile
+        self.closing = []
+        self.queue.release(len(events), sum(len(event.payload) for event in events))
+        self.settled += len(events)
+        self.tally.dropped[Loss.SEAL_FAILED] += len(events)
+        event_ids = tuple(event.event_id for event in events)
+        settlement.failures = [Failure(FailureKind.LOST, event_ids, reason)]
+        return settlement
+
+    def split_failed(self, scheduled: Scheduled, reason: str) -> Settlement:
+        """The halves of a `SplitInTwo` could not be sealed: the batch is given up (a spooled
+        one given back), not split again and again."""
+        if not self.ready or self.ready[0] is not scheduled:
+            return Settlement()
+        self.ready.popleft()
+        return self._give_up(scheduled, spooled=False, loss=Loss.SEAL_FAILED, reason=reason)
+
+    def _give_up(
+        self, scheduled: Scheduled, *, spooled: bool, loss: Loss, reason: str
+    ) -> Settlement:
+        settlement = Settlement()
         batch = scheduled.batch
         if scheduled.spooled is None:
             if spooled:

@@ -26,6 +26,7 @@ class Loss(StrEnum):
     RETRY_DEADLINE = "retry_deadline"  # not delivered within the retry deadline, no spool
     SPOOL_FAILED = "spool_failed"  # the spool was full or could not be written
     SHUTDOWN = "shutdown"  # still held when shutdown's time ran out, no spool
+    SEAL_FAILED = "seal_failed"  # the batch could not be built (out of memory...)
 
 
 @dataclass(frozen=True, slots=True)
