@@ -420,6 +420,43 @@ def test_no_thread_runs_before_the_first_event(clients: list[AnalyticsClient]) -
     assert client._sender is not None and client._sender.daemon
 
 
+def test_a_sender_thread_that_could_not_start_is_started_again(
+    clients: list[AnalyticsClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start = threading.Thread.start
+    attempts: list[str] = []
+
+    def failing_once(thread: threading.Thread) -> None:
+        attempts.append(thread.name)
+        if len(attempts) == 1:
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", failing_once)
+    transport = RecordingTransport()
+    client = make(clients, transport)
+    result = client.track(task_created())
+    assert result  # queued, so accepted
+    assert client.flush(timeout=5).delivered == 1
+    assert attempts == ["analytics-client-sender"] * 2
+    assert [event["event_id"] for event in transport.events] == [result.event_id]
+
+
+def test_shutdown_without_a_sender_thread_spools_or_counts_what_is_left(
+    clients: list[AnalyticsClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failing(thread: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", failing)
+    failures: list[Failure] = []
+    client = make(clients, RecordingTransport(), failures=failures)
+    assert client.track(task_created())
+    report = client.shutdown(timeout=5)
+    assert (report.lost, report.pending) == (1, 1)
+    assert [f.kind for f in failures] == [FailureKind.LOST]
+
+
 def test_shutdown_is_bounded_when_the_service_never_answers(
     clients: list[AnalyticsClient],
 ) -> None:

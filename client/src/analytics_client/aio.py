@@ -173,8 +173,6 @@ class AsyncAnalyticsClient(ClientBase):
         self._wakeup = asyncio.Event()
         self._progress = asyncio.Event()
         self._task = loop.create_task(self._run(), name="analytics-client-sender")
-        atexit.unregister(self._at_exit)
-        atexit.register(self._at_exit)
 
     def _wake(self) -> None:
         loop, wakeup = self._loop, self._wakeup

@@ -27,7 +27,7 @@ from analytics_client.pipeline import (
 )
 from analytics_client.reporting import FailureCallback, log
 from analytics_client.results import FlushReport
-from analytics_client.transport import HttpTransport, Transport
+from analytics_client.transport import HttpTransport, Transport, describe
 
 # After shutdown's time: how long to wait for the sender to notice it was stopped (its
 # request was aborted).
@@ -108,8 +108,8 @@ class AnalyticsClient(ClientBase):
 
     def _wait_for(self, target: int, deadline: float) -> None:
         """With the lock held: wake the sender and wait until `target` events are settled."""
-        if self._pipeline.pending and self._sender is None:
-            self._start_sender()
+        if self._pipeline.pending and not self._sender_alive() and not self._start_sender():
+            return  # nothing would come of waiting
         self._condition.notify_all()
         while not self._pipeline.flushed(target) or self._reporting:
             remaining = deadline - time.monotonic()
@@ -152,20 +152,28 @@ class AnalyticsClient(ClientBase):
     # --- the sender ---------------------------------------------------------------------
 
     def _after_offer(self, wake: bool) -> None:
-        if self._sender is None:
+        if not self._sender_alive():
             self._start_sender()
         elif wake:
             self._condition.notify_all()
 
-    def _start_sender(self) -> None:
+    def _sender_alive(self) -> bool:
+        return self._sender is not None and self._sender.is_alive()
+
+    def _start_sender(self) -> bool:
+        """With the lock held: whether a sender runs now. One that cannot start (the process
+        has no more threads) is tried again with the next event and the next flush."""
         if self._stopping:
-            return
-        self._sender = threading.Thread(
-            target=self._run, name="analytics-client-sender", daemon=True
-        )
-        self._sender.start()
-        atexit.unregister(self._at_exit)  # registered once, also in a forked child
-        atexit.register(self._at_exit)
+            return False
+        sender = threading.Thread(target=self._run, name="analytics-client-sender", daemon=True)
+        try:
+            sender.start()
+        except Exception as error:
+            if self._failure_log.line_due("sender", time.monotonic()):
+                log.warning("the analytics sender thread cannot start: %s", describe(error))
+            return False
+        self._sender = sender
+        return True
 
     def _run(self) -> None:
         while not self._stopping:

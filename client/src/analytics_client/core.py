@@ -9,6 +9,7 @@ goes wrong, the caller gets a result that says so.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import random
@@ -80,6 +81,7 @@ class ClientBase:
         # callback has seen them (and the spool is tidied) when it does.
         self._reporting = False
         self._spool_watch = settling.SpoolWatch(self._spool, SPOOL_SCAN_INTERVAL)
+        self._exit_handler_registered = False
         self._reset_sender()
 
     # --- the public surface shared by both clients ------------------------------------
@@ -148,6 +150,10 @@ class ClientBase:
 
     def _after_offer(self, wake: bool) -> None:
         """With the lock held, after an event was queued: start or wake the sender."""
+        raise NotImplementedError
+
+    def _at_exit(self) -> None:
+        """Registered with `atexit` by the first event accepted."""
         raise NotImplementedError
 
     def _reset_sender(self) -> None:
@@ -279,6 +285,7 @@ class ClientBase:
                 return TrackResult(identifier)
             refusal = self._pipeline.offer(identifier, payload, time.monotonic())
             if refusal is None:
+                self._register_exit_handler()
                 self._after_offer(self._pipeline.sender_wanted())
                 return TrackResult(identifier)
             count = self._drop_log.line_due(refusal, time.monotonic())
@@ -286,6 +293,12 @@ class ClientBase:
         if count:
             log_drops(refusal, count, detail)
         return TrackResult(identifier, refusal, detail)
+
+    def _register_exit_handler(self) -> None:
+        if not self._exit_handler_registered:
+            self._exit_handler_registered = True
+            atexit.unregister(self._at_exit)  # a forked child inherits its parent's
+            atexit.register(self._at_exit)
 
     def _queue_refusal_detail(self, refusal: Refusal) -> str:
         if refusal is Refusal.QUEUE_FULL_EVENTS:
