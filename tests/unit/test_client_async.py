@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import threading
 import uuid
@@ -19,6 +20,8 @@ from analytics_client import (
     outcome,
 )
 from analytics_client.events import TaskStarted
+from analytics_client.recording import RecordedRequest, accept_all
+from analytics_client.transport import HttpResponse
 from tests.unit.client_transports import (
     AsyncSilentTransport,
     ScriptedTransport,
@@ -128,6 +131,43 @@ async def test_track_from_another_thread_wakes_the_loops_sender() -> None:
     assert (await client.flush(timeout=5)).pending == 0
     assert len(recording.events) == 2
     await client.shutdown(timeout=1)
+
+
+async def test_events_tracked_only_from_worker_threads_are_sent() -> None:
+    """A sync endpoint's thread, or asyncio.to_thread: the sender starts in the client's loop."""
+    sent = asyncio.Event()
+
+    def accept(request: RecordedRequest) -> HttpResponse:
+        sent.set()
+        return accept_all(request)
+
+    recording = RecordingTransport(accept)
+    options = Options(max_batch_events=2, hostname=None)
+    client = AsyncAnalyticsClient(ENDPOINT, options, transport=recording.asynchronous())
+    first = [await asyncio.to_thread(client.track, task_started()) for _ in range(2)]
+    await asyncio.wait_for(sent.wait(), 5)  # a full batch went without a flush
+    last = await asyncio.to_thread(client.track, task_started())
+    assert (await client.flush(timeout=5)).pending == 0
+    assert [e["event_id"] for e in recording.events] == [r.event_id for r in [*first, last]]
+    await client.shutdown(timeout=1)
+
+
+def test_events_tracked_before_any_loop_wait_for_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    registered: list[object] = []
+    monkeypatch.setattr(atexit, "register", registered.append)
+    recording = RecordingTransport()
+    client = AsyncAnalyticsClient(ENDPOINT, QUICK, transport=recording.asynchronous())
+    results = []
+    thread = threading.Thread(target=lambda: results.append(client.track(task_started())))
+    thread.start()
+    thread.join()
+    assert results[0] and recording.requests == []
+    assert registered == [client._at_exit]  # flushed at exit, should no loop come
+
+    async def flush() -> int:
+        return (await client.flush(timeout=5)).delivered
+
+    assert asyncio.run(flush()) == 1
 
 
 async def test_disabled_sends_nothing_and_starts_nothing() -> None:

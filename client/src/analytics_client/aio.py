@@ -1,10 +1,15 @@
 """`AsyncAnalyticsClient`, for asyncio code: the same options and the same `track`, with the
 sender as a task of the running loop and `flush` and `shutdown` to be awaited.
 
-`track` is a plain method: it queues and returns, it does not await. The sender task starts
-with the first event tracked inside a running loop. Call `await client.shutdown()` where the
-application stops (a lifespan handler): at interpreter exit the loop is gone, and the client
-can only send what is left with blocking requests, for at most `exit_timeout` seconds.
+`track` is a plain method: it queues and returns, it does not await. The sender task runs in
+the loop the client is used from: the one it was made in, else the first to track or flush. It
+starts with the first event; one tracked from another thread (a sync endpoint's, or
+`asyncio.to_thread`) starts or wakes it there with `call_soon_threadsafe`. Events tracked from
+other threads before any loop is known wait for the first call from one, or the exit flush.
+
+Call `await client.shutdown()` where the application stops (a lifespan handler): at interpreter
+exit the loop is gone, and the client can only send what is left with blocking requests, for
+at most `exit_timeout` seconds.
 """
 
 from __future__ import annotations
@@ -40,7 +45,11 @@ SEAL_IN_LOOP_BYTES = 64 * 1024
 
 
 class AsyncAnalyticsClient(ClientBase):
-    """Tracks events from the loop's code; sends them in batches from one task."""
+    """Tracks events from the loop's code, or from other threads; sends them in batches from
+    one task of the loop."""
+
+    _loop: asyncio.AbstractEventLoop | None  # the one the client is used from
+    _loop_thread: int | None
 
     def __init__(
         self,
@@ -53,10 +62,17 @@ class AsyncAnalyticsClient(ClientBase):
         super().__init__(endpoint, options, on_failure=on_failure)
         self._given_transport = transport is not None
         self._transport: AsyncTransport = transport or AsyncHttpTransport(endpoint)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            pass  # known at the first call from a loop
+        else:
+            self._loop = loop
+            self._loop_thread = threading.get_ident()
 
     def _reset_sender(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread: int | None = None
+        self._loop = None
+        self._loop_thread = None
         self._task: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Event | None = None
         self._progress: asyncio.Event | None = None  # set, and replaced, at each settlement
@@ -155,11 +171,28 @@ class AsyncAnalyticsClient(ClientBase):
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            loop = None  # another thread, or no loop yet: the next call in the loop starts it
-        if loop is not None and not self._sender_running(loop):
+            self._after_offer_elsewhere(wake)
+            return
+        if not self._sender_running(loop):
             self._start_sender(loop)
         elif wake:
             self._wake()
+
+    def _after_offer_elsewhere(self, wake: bool) -> None:
+        """From a thread that runs no loop: start or wake the sender in the client's loop."""
+        loop = self._loop
+        if loop is None:
+            return  # none known yet: the first call from a loop starts the sender
+        if not self._sender_running(loop):
+            with contextlib.suppress(RuntimeError):  # that loop is closed
+                loop.call_soon_threadsafe(self._start_in_loop, loop)
+        elif wake:
+            self._wake()
+
+    def _start_in_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self._lock:
+            if self._pipeline.pending and not self._sender_running(loop):
+                self._start_sender(loop)
 
     def _sender_running(self, loop: asyncio.AbstractEventLoop) -> bool:
         return self._loop is loop and self._task is not None and not self._task.done()
