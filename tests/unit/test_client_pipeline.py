@@ -390,3 +390,20 @@ def test_a_spooled_batch_past_its_deadline_is_given_back(tmp_path: Path) -> None
     )
     assert (settlement.spool_give_back, settlement.failures) == ([spooled], [])
     assert pipe.tally.snapshot(0).dropped == {}
+
+
+def test_a_spooled_batch_partly_given_up_stays_in_the_spool(tmp_path: Path) -> None:
+    pipe = pipeline(Options(retry_deadline=1.0, hostname=None))
+    spooled = spooled_batch(tmp_path / "old.batch", 3)
+    pipe.add_from_spool(spooled, 0.0)
+    whole = sending(pipe, 0.0)
+    pipe.settle(whole, Split("HTTP 413"), 0.0)
+    pipe.replace_split(whole, split(whole.batch))
+    first = sending(pipe, 0.0)
+    pipe.settle(first, Retry("HTTP 503"), 0.0)
+    assert pipe.next_step(1.0) == Expire(first)
+    expired = pipe.settle_expired(first, spooled=False, loss=Loss.RETRY_DEADLINE, reason="r")
+    assert (expired.spool_done, expired.spool_give_back) == ([], [])
+    delivered = pipe.settle(sending(pipe, 1.0), Answered(0, ()), 1.0)
+    # The file is kept whole: its first part was never delivered.
+    assert (delivered.spool_done, delivered.spool_give_back) == ([], [spooled])

@@ -26,6 +26,8 @@ from analytics_client import (
     events,
     outcome,
 )
+from analytics_client.batching import seal
+from analytics_client.spool import Spool
 from analytics_client.transport import HttpRequest, HttpResponse, TransportError
 from tests.unit.client_transports import ScriptedTransport, SilentTransport, answer, gzip_failing
 
@@ -502,6 +504,26 @@ def test_shutdown_spools_what_it_could_not_send_and_a_new_client_sends_it(
     spooled_keys = {r.headers["Idempotency-Key"] for r in silent.requests}
     assert spooled_keys <= {r.headers["Idempotency-Key"] for r in recording.requests}
     assert sorted(tmp_path.iterdir()) == []
+
+
+def test_a_spooled_batch_split_and_partly_given_up_stays_in_the_spool(
+    clients: list[AnalyticsClient], tmp_path: Path
+) -> None:
+    payloads = tuple(b'{"n":%d}' % n for n in range(3))
+    Spool(tmp_path, 1_000_000).store(seal("old", ("a", "b", "c"), payloads, compress=True))
+    transport = ScriptedTransport(answer(413), answer(503))  # the whole, then its first half
+    options = Options(
+        spool_directory=tmp_path,
+        retry_deadline=0.0,
+        backoff_base=0.001,
+        backoff_cap=0.001,
+        hostname=None,
+    )
+    client = make(clients, transport, options)
+    client.track(task_created())  # starts the sender, which finds the spool
+    assert client.flush(timeout=5).pending == 0
+    assert [len(request.events) for request in transport.requests] == [3, 1, 2, 1]
+    assert [path.name for path in tmp_path.iterdir()] == ["old.batch"]  # "a" is still in it
 
 
 def test_a_forked_child_starts_clean(

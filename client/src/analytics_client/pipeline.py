@@ -16,6 +16,7 @@ import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from analytics_client.batching import (
     BatchPolicy,
@@ -124,6 +125,8 @@ class Pipeline:
         self.shutting_down = False
         self.closing: list[QueuedEvent] = []  # taken, being sealed
         self.expiring: Scheduled | None = None  # being spooled
+        # Spool files of which a part was given up: kept when their last part settles.
+        self._spool_files_kept: set[Path] = set()
 
     # --- track --------------------------------------------------------------------------
 
@@ -346,8 +349,16 @@ class Pipeline:
         if origin is None:
             self.queue.release(len(batch), batch.payload_bytes)
             self.settled += len(batch)
-        elif not any(other.spooled is origin for other in self.ready):
-            # The last part of a spool file (it may have been split): the file is done with,
-            # or, given up for now, left for a later attempt (the delivered parts again
-            # too, which the service counts as duplicates).
-            (settlement.spool_done if file_done else settlement.spool_give_back).append(origin)
+            return
+        if not file_done:
+            self._spool_files_kept.add(origin.path)
+        if any(other.spooled is origin for other in self.ready):
+            return  # a part of the same file (it was split) is still to come
+        # The last part of a spool file: done with, unless a part of it was given up; then it is
+        # kept for a later attempt, whole (the delivered parts again too, which the service
+        # counts as duplicates).
+        if origin.path in self._spool_files_kept:
+            self._spool_files_kept.discard(origin.path)
+            settlement.spool_give_back.append(origin)
+        else:
+            settlement.spool_done.append(origin)
