@@ -199,16 +199,22 @@ def test_a_rejected_event_is_reported_with_its_id_and_never_retried() -> None:
     assert pipe.next_step(0.0) == Wait(None)
 
 
-def test_a_refused_batch_is_reported_whole() -> None:
+@pytest.mark.parametrize(
+    "refused",
+    [
+        pytest.param(Refused("HTTP 400: invalid JSON"), id="400"),
+        pytest.param(Refused("HTTP 401: a write key is required", key_refused=True), id="401"),
+    ],
+)
+def test_a_refused_batch_is_reported_whole(refused: Refused) -> None:
     pipe = pipeline()
     offer(pipe, 2)
     pipe.request_flush()
     close_and_add(pipe, 0.0)
-    settlement = pipe.settle(sending(pipe, 0.0), Refused("HTTP 401: a write key is required"), 0.0)
-    assert settlement.failures == [
-        Failure(FailureKind.REJECTED, ("id-0", "id-1"), "HTTP 401: a write key is required")
-    ]
-    assert pipe.tally.snapshot(pipe.pending).rejected == 2
+    settlement = pipe.settle(sending(pipe, 0.0), refused, 0.0)
+    assert settlement.failures == [Failure(FailureKind.REJECTED, ("id-0", "id-1"), refused.reason)]
+    counters = pipe.tally.snapshot(pipe.pending)
+    assert (counters.rejected, counters.pending) == (2, 0)
 
 
 def test_a_413_splits_the_batch_and_each_half_goes_on_its_own() -> None:
@@ -407,3 +413,26 @@ def test_a_spooled_batch_partly_given_up_stays_in_the_spool(tmp_path: Path) -> N
     delivered = pipe.settle(sending(pipe, 1.0), Answered(0, ()), 1.0)
     # The file is kept whole: its first part was never delivered.
     assert (delivered.spool_done, delivered.spool_give_back) == ([], [spooled])
+
+
+@pytest.mark.parametrize(
+    "refused",
+    [
+        pytest.param(Refused("HTTP 401: unknown write key", key_refused=True), id="401"),
+        pytest.param(Refused("HTTP 403", key_refused=True), id="403"),
+    ],
+)
+def test_a_spooled_batch_whose_write_key_is_refused_stays_in_the_spool(
+    tmp_path: Path, refused: Refused
+) -> None:
+    pipe = pipeline()
+    spooled = spooled_batch(tmp_path / "old.batch", 2)
+    pipe.add_from_spool(spooled, 0.0)
+    settlement = pipe.settle(sending(pipe, 0.0), refused, 0.0)
+    assert (settlement.spool_done, settlement.spool_give_back) == ([], [spooled])
+    assert settlement.failures == [
+        Failure(FailureKind.KEPT_IN_SPOOL, ("old-0", "old-1"), refused.reason)
+    ]
+    assert settlement.spool_rest == OPTIONS.retry_deadline  # not taken again at once
+    assert pipe.tally.snapshot(pipe.pending).rejected == 0
+    assert pipe.next_step(0.0) == Wait(None)

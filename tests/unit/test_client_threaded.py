@@ -526,6 +526,23 @@ def test_a_spooled_batch_split_and_partly_given_up_stays_in_the_spool(
     assert [path.name for path in tmp_path.iterdir()] == ["old.batch"]  # "a" is still in it
 
 
+def test_a_spooled_batch_is_kept_when_the_write_key_is_refused(
+    clients: list[AnalyticsClient], tmp_path: Path
+) -> None:
+    payloads = tuple(b'{"n":%d}' % n for n in range(2))
+    Spool(tmp_path, 1_000_000).store(seal("old", ("a", "b"), payloads, compress=True))
+    failures: list[Failure] = []
+    transport = ScriptedTransport(answer(401, {"error": "unknown write key"}))
+    client = make(clients, transport, Options(spool_directory=tmp_path, hostname=None), failures)
+    client.track(task_created())  # starts the sender, which finds the spool
+    assert client.flush(timeout=5).delivered == 1  # the new event, with the next request
+    assert [path.name for path in tmp_path.iterdir()] == ["old.batch"]
+    assert failures == [
+        Failure(FailureKind.KEPT_IN_SPOOL, ("a", "b"), "HTTP 401: unknown write key")
+    ]
+    assert len(transport.requests) == 2  # the spool was not taken again at once
+
+
 def test_a_forked_child_starts_clean(
     clients: list[AnalyticsClient], monkeypatch: pytest.MonkeyPatch
 ) -> None:

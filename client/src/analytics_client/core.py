@@ -243,7 +243,7 @@ class ClientBase:
         before the events queued since are served."""
         settling.update_spool(settlement, self._spool)
         if settlement.spool_give_back:
-            self._spool_watch.found_nothing(time.monotonic())
+            self._spool_watch.found_nothing(time.monotonic(), settlement.spool_rest)
 
     def _report(self, failures: list[Failure]) -> None:
         settling.report_failures(failures, self._on_failure, self._failure_log)

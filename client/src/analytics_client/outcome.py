@@ -4,8 +4,9 @@
                   (final, reported with their reason), the others are stored
     408, 429, 5xx Retry, after `Retry-After` when the answer gives one
     413           Split in two halves, each sent on its own; a single event is Refused
-    other         Refused: the whole batch, final (a wrong write key, a body the service
-                  cannot read...)
+    401, 403      Refused, `key_refused`: the write key, not the events (a spooled batch is
+                  kept in the spool)
+    other         Refused: the whole batch, final (a body the service cannot read...)
 
 A network error (no answer, or none in time) is a Retry too: the service may have stored the
 batch, and the same bytes with the same ids and key are stored once however often they come.
@@ -43,6 +44,7 @@ class Split:
 @dataclass(frozen=True)
 class Refused:
     reason: str
+    key_refused: bool = False  # the write key was refused: it says nothing of the events
 
 
 Outcome = Answered | Retry | Split | Refused
@@ -65,7 +67,7 @@ def interpret(
         return Retry(reason, parse_retry_after(headers.get("retry-after"), now_unix))
     if status == 413 and event_count > 1:
         return Split(reason)
-    return Refused(reason)
+    return Refused(reason, key_refused=status in (401, 403))
 
 
 def network_failure(error: BaseException) -> Retry:

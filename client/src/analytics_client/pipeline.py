@@ -94,6 +94,7 @@ class Settlement:
     failures: list[Failure] = field(default_factory=list)
     spool_done: list[SpooledBatch] = field(default_factory=list)  # remove these files
     spool_give_back: list[SpooledBatch] = field(default_factory=list)  # send these later
+    spool_rest: float = 0.0  # and leave the spool alone this long (at least the scan interval)
 
 
 @dataclass(frozen=True)
@@ -273,6 +274,15 @@ class Pipeline:
             scheduled.needs_split = True
             return settlement
         self.ready.popleft()
+        if isinstance(outcome, Refused) and outcome.key_refused and scheduled.spooled is not None:
+            # A write key refused says nothing of the events: a wrong key deployed must not
+            # empty the spool. The file stays for a later attempt, or a client with another key.
+            settlement.failures = [
+                Failure(FailureKind.KEPT_IN_SPOOL, batch.event_ids, outcome.reason)
+            ]
+            settlement.spool_rest = self.options.retry_deadline
+            self._release(scheduled, settlement, file_done=False)
+            return settlement
         if isinstance(outcome, Answered):
             rejected = len(outcome.rejections)
             delivered = len(batch) - rejected

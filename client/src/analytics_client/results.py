@@ -45,6 +45,9 @@ class TrackResult:
 class FailureKind(StrEnum):
     REJECTED = "rejected"  # the service refused the events: final, never retried
     LOST = "lost"  # given up (see `Loss`): the events may not have reached the service
+    # Spooled events sent with a write key the service refused (401, 403): left in the spool,
+    # taken again after the retry deadline, or by a later start.
+    KEPT_IN_SPOOL = "kept_in_spool"
 
 
 @dataclass(frozen=True, slots=True)

@@ -122,9 +122,10 @@ class SpoolWatch:
             self._waiting = True
         return self._waiting
 
-    def found_nothing(self, now: float) -> None:
+    def found_nothing(self, now: float, rest: float = 0.0) -> None:
+        """Nothing to take now: look again after the interval, or `rest` if longer."""
         self._waiting = False
-        self._scan_at = now + self.interval
+        self._scan_at = now + max(self.interval, rest)
 
     def wait_time(self, now: float, seconds: float | None) -> float | None:
         """How long the sender may sleep, given it would sleep `seconds` (None: until woken)."""
