@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from analytics_client.batching import ClosedBatch, seal
+from analytics_client.identifiers import new_batch_key
 from analytics_client.spool import Spool, SpoolError
 
 
@@ -47,10 +48,11 @@ def test_a_stored_batch_comes_back_as_the_same_request(tmp_path: Path, compress:
 
 def test_batches_come_back_oldest_first_and_once(tmp_path: Path) -> None:
     spool = Spool(tmp_path, max_bytes=1_000_000)
-    for key in ("0002", "0001", "0003"):
-        spool.store(batch(key))
-    claimed = [spool.claim_next() for _ in range(4)]
-    assert [c.batch.key if c else None for c in claimed] == ["0001", "0002", "0003", None]
+    keys = [new_batch_key() for _ in range(5)]  # as the client names its batches
+    for index in (3, 0, 4, 1, 2):
+        spool.store(batch(keys[index]))
+    claimed = [spool.claim_next() for _ in range(6)]
+    assert [c.batch.key if c else None for c in claimed] == [*keys, None]
 
 
 def test_another_spool_on_the_directory_does_not_take_a_claimed_batch(tmp_path: Path) -> None:

@@ -506,6 +506,25 @@ def test_shutdown_spools_what_it_could_not_send_and_a_new_client_sends_it(
     assert sorted(tmp_path.iterdir()) == []
 
 
+def test_spooled_batches_are_sent_again_in_the_order_they_were_tracked(
+    clients: list[AnalyticsClient], tmp_path: Path
+) -> None:
+    options = Options(spool_directory=tmp_path, max_batch_events=2, hostname=None)
+    silent = SilentTransport()
+    first = make(clients, silent, options)
+    ids = [first.track(task_created()).event_id for _ in range(12)]
+    first.flush(timeout=0)
+    assert silent.sending.wait(5)
+    assert first.shutdown(timeout=0.1).spooled == 12
+    assert len(list(tmp_path.glob("*.batch"))) == 6  # the one in flight, then the queue's
+
+    recording = RecordingTransport()
+    second = make(clients, recording, options)
+    last = second.track(task_created()).event_id
+    assert second.flush(timeout=5).pending == 0
+    assert [event["event_id"] for event in recording.events] == [*ids, last]
+
+
 def test_a_spooled_batch_split_and_partly_given_up_stays_in_the_spool(
     clients: list[AnalyticsClient], tmp_path: Path
 ) -> None:

@@ -15,7 +15,6 @@ import os
 import random
 import threading
 import time
-import uuid
 import weakref
 from collections.abc import Mapping
 from datetime import datetime
@@ -25,7 +24,7 @@ from uuid import UUID
 from analytics_client import envelope, settling
 from analytics_client.batching import seal_events, split
 from analytics_client.events import EVENT_TYPES_BY_NAME, Event
-from analytics_client.identifiers import new_event_id, normalise_event_id
+from analytics_client.identifiers import new_batch_key, new_event_id, normalise_event_id
 from analytics_client.options import Options
 from analytics_client.outcome import Outcome, Retry, interpret
 from analytics_client.pipeline import Close, Expire, Pipeline, Scheduled, Settlement, SplitInTwo
@@ -69,9 +68,7 @@ class ClientBase:
         """The state of a new client; a forked child calls it again (see `_after_fork`)."""
         self._process = ProcessCheck()
         self._lock = threading.Lock()
-        self._pipeline = Pipeline(
-            self.options, new_key=lambda: str(uuid.uuid4()), draw=random.uniform
-        )
+        self._pipeline = Pipeline(self.options, new_key=new_batch_key, draw=random.uniform)
         self._drop_log = RateLimitedLog()
         self._failure_log = RateLimitedLog()
         self._closed = False  # shutdown has begun

@@ -13,6 +13,7 @@ import os
 import re
 import secrets
 import threading
+import time
 from collections.abc import Callable
 from uuid import UUID
 
@@ -85,6 +86,12 @@ _GENERATOR = Uuid7Generator()
 
 def new_event_id(unix_milliseconds: int) -> str:
     return _GENERATOR.next(unix_milliseconds)
+
+
+def new_batch_key() -> str:
+    """A batch's `Idempotency-Key`, from the same sequence as the event ids: the spool names
+    its files by their keys, so they sort in the order their batches were closed."""
+    return _GENERATOR.next(time.time_ns() // 1_000_000)
 
 
 os.register_at_fork(after_in_child=_GENERATOR.reset)

@@ -5,10 +5,10 @@ these in a worker thread."""
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass, field
 
 from analytics_client.batching import in_batches, seal_events
+from analytics_client.identifiers import new_batch_key
 from analytics_client.options import Options
 from analytics_client.pipeline import Leftovers, Scheduled, Settlement
 from analytics_client.reporting import FailureCallback, RateLimitedLog, log, notify
@@ -83,7 +83,7 @@ def dispose(leftovers: Leftovers, spool: Spool | None, options: Options) -> Disp
         else:
             batches.append(scheduled.batch)
     for events in in_batches(leftovers.events, options.max_batch_events, options.max_batch_bytes):
-        batches.append(seal_events(str(uuid.uuid4()), events, compress=options.compress))
+        batches.append(seal_events(new_batch_key(), events, compress=options.compress))
     for batch in batches:
         reason = "still held when shutdown's time ran out"
         if spool is not None:

@@ -2,7 +2,8 @@
 
 Each batch is one file holding its `Idempotency-Key`, its event ids and its events (one JSON
 document per line: the client's JSON never holds a raw newline), so it is sent again as the
-same request. A file is written to a temporary name, flushed to disk and renamed into place,
+same request. Files are named by their key, a UUIDv7 (its time first), so sorted by name they
+come oldest first. A file is written to a temporary name, flushed to disk and renamed into place,
 then the directory is flushed too: after a crash a batch is there whole or not at all.
 
 Several processes may share a directory (the workers of one server). A batch is taken by
