@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 
@@ -54,6 +55,14 @@ def test_a_reset_draws_again_instead_of_continuing() -> None:
     generator.reset()  # what a forked child does
     assert uuid.UUID(generator.next(4000)).int & 0xFFFF == 500
     assert uuid.UUID(first).int & 0xFFFF == 100
+
+
+def test_a_fork_that_ran_no_hooks_draws_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    generator = generator_drawing(100, 500)
+    generator.next(4000)
+    parent = os.getpid()
+    monkeypatch.setattr(os, "getpid", lambda: parent + 1)  # a C extension's fork
+    assert uuid.UUID(generator.next(4000)).int & 0xFFFF == 500  # not the parent's 101
 
 
 @pytest.mark.parametrize(

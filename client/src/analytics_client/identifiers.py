@@ -2,9 +2,10 @@
 
 Ids of one process increase strictly, even within a millisecond (the random part counts up
 from a fresh draw, RFC 9562 section 6.2, method 3), so an event's id sorts with its time and
-new ids land at the end of the service's index. A forked child draws anew: were it to continue
-its parent's sequence, the two would hand out the same ids, and the service would take the
-child's events for retries of the parent's and store them never.
+new ids land at the end of the service's index. A forked child draws anew (after a fork that
+ran no at-fork hooks too, noticed by its process id): were it to continue its parent's
+sequence, the two would hand out the same ids, and the service would take the child's events
+for retries of the parent's and store them never.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import threading
 import time
 from collections.abc import Callable
 from uuid import UUID
+
+from analytics_client.processes import ProcessCheck
 
 _RANDOM_BITS = 74  # rand_a (12 bits) and rand_b (62 bits) together
 _RANDOM_LIMIT = 1 << _RANDOM_BITS
@@ -32,11 +35,14 @@ class Uuid7Generator:
 
     def __init__(self, random_bits: Callable[[int], int] = secrets.randbits) -> None:
         self._random_bits = random_bits
+        self._process = ProcessCheck()
         self._lock = threading.Lock()
         self._last_millisecond = -1
         self._last_random = 0
 
     def next(self, unix_milliseconds: int) -> str:
+        if self._process.forked():
+            self.reset()
         with self._lock:
             if unix_milliseconds > self._last_millisecond:
                 self._last_millisecond = unix_milliseconds
@@ -51,6 +57,7 @@ class Uuid7Generator:
 
     def reset(self) -> None:
         """Forget the sequence (in a forked child, whose lock may be held by a lost thread)."""
+        self._process = ProcessCheck()
         self._lock = threading.Lock()
         self._last_millisecond = -1
         self._last_random = 0
