@@ -21,6 +21,7 @@ from analytics_client import (
 )
 from analytics_client.events import TaskStarted
 from analytics_client.recording import RecordedRequest, accept_all
+from analytics_client.testing import AnalyticsRecorder
 from analytics_client.transport import HttpResponse
 from tests.unit.client_transports import (
     AsyncSilentTransport,
@@ -207,3 +208,27 @@ def test_at_exit_what_the_loop_left_is_spooled(tmp_path: Path) -> None:
     counters = client.counters()
     assert (counters.spooled, counters.pending) == (1, 0)
     assert len(list(tmp_path.glob("*.batch"))) == 1
+
+
+def test_the_recorder_shuts_its_asyncio_client_down() -> None:
+    recorder = AnalyticsRecorder()
+
+    async def track() -> str | None:
+        return recorder.async_client.track(task_started()).event_id
+
+    event_id = asyncio.run(track())  # and the loop ends before it is sent
+    recorder.close()
+    assert [event["event_id"] for event in recorder.transport.events] == [event_id]
+    assert recorder.async_client.track(task_started()).reason is Refusal.SHUT_DOWN
+
+
+async def test_the_recorder_shuts_its_asyncio_client_down_from_within_a_loop() -> None:
+    recorder = AnalyticsRecorder()
+    event_id = recorder.async_client.track(task_started()).event_id
+    sender = recorder.async_client._task
+    recorder.close()  # blocking, in the loop's thread
+    assert [event["event_id"] for event in recorder.transport.events] == [event_id]
+    assert recorder.async_client.track(task_started()).reason is Refusal.SHUT_DOWN
+    assert sender is not None
+    await asyncio.wait([sender], timeout=5)  # the task of this loop was stopped too
+    assert sender.done()

@@ -106,13 +106,13 @@ class AsyncAnalyticsClient(ClientBase):
             self._closed = True
             self._shutdown_deadline = deadline
             target = self._pipeline.begin_shutdown()
-        task = self._task
-        if task is not asyncio.current_task():
-            await self._wait_for(target, deadline)
+        current, earlier = asyncio.current_task(), self._task
+        if earlier is not current:  # not from the sender's own callback
+            await self._wait_for(target, deadline)  # which may start a sender in this loop
             self._stopping = True
-            if task is not None and not task.done():
-                task.cancel()
-                await asyncio.wait([task], timeout=max(0.0, deadline - time.monotonic()) + 0.25)
+            for task in {earlier, self._task}:
+                if task is not None:
+                    await _stop(task, deadline)
         self._stopping = True
         disposal = await asyncio.to_thread(self._dispose_leftovers)
         self._report(disposal.failures)
@@ -270,6 +270,21 @@ class AsyncAnalyticsClient(ClientBase):
         except Exception as error:  # a transport of the caller's may raise anything
             return network_failure(error)
         return self._outcome(scheduled, response)
+
+
+async def _stop(task: asyncio.Task[None], deadline: float) -> None:
+    """Cancel a sender, and wait for it until `deadline` (and a little) if it is this loop's.
+    One of another loop (the client was used from one, and is shut down from another) is
+    cancelled there, when that loop runs."""
+    if task.done():
+        return
+    loop = task.get_loop()
+    if loop is asyncio.get_running_loop():
+        task.cancel()
+        await asyncio.wait([task], timeout=max(0.0, deadline - time.monotonic()) + 0.25)
+    else:
+        with contextlib.suppress(RuntimeError):  # that loop is closed
+            loop.call_soon_threadsafe(task.cancel)
 
 
 def _size(step: Close) -> int:

@@ -12,6 +12,8 @@ events flushes it first. `async_client` is the asyncio twin, on the same recordi
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 from collections.abc import Iterator
 from typing import Any
 
@@ -58,7 +60,13 @@ class AnalyticsRecorder:
         return self.transport.requests
 
     def close(self) -> None:
+        """Shut both clients down: what they still hold is sent first."""
         self.client.shutdown(timeout=1.0)
+        if self._async_client is not None:
+            shutdown = self._async_client.shutdown(timeout=1.0)
+            # In a thread of its own: this one may be running a loop (an async test's).
+            with concurrent.futures.ThreadPoolExecutor(max_workers=1) as executor:
+                executor.submit(asyncio.run, shutdown).result()
 
 
 @pytest.fixture
