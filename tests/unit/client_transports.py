@@ -1,5 +1,5 @@
-"""Transports for the client's unit tests (scripted answers, and one that never answers), and a
-compression that fails."""
+"""Transports for the client's unit tests (scripted answers, and one that never answers), and
+failures to inject: a compression, the reading of an answer."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import threading
 
 import pytest
 
+from analytics_client import outcome
 from analytics_client.recording import RecordedRequest, RecordingTransport, accept_all
 from analytics_client.transport import HttpRequest, HttpResponse, TransportError
 
@@ -84,3 +85,20 @@ def gzip_failing(monkeypatch: pytest.MonkeyPatch, calls: range) -> None:
         return compress(data, compresslevel, mtime=mtime)
 
     monkeypatch.setattr(gzip, "compress", failing)
+
+
+# What a batch answered only so is lost with, once past its retry deadline.
+UNREADABLE_ANSWER = (
+    "not delivered within the retry deadline (last: HTTP 503 with an answer that cannot be"
+    " read: ValueError: no such number)"
+)
+
+
+def unreadable_answers(monkeypatch: pytest.MonkeyPatch) -> ScriptedTransport:
+    """Every answer a 503 whose `Retry-After` cannot be read: reading it raises."""
+
+    def unreadable(value: str | None, now_unix: float) -> float:
+        raise ValueError("no such number")
+
+    monkeypatch.setattr(outcome, "parse_retry_after", unreadable)
+    return ScriptedTransport(*[answer(503, retry_after="1")] * 100)

@@ -17,17 +17,18 @@ from analytics_client import (
     Options,
     RecordingTransport,
     Refusal,
-    outcome,
 )
 from analytics_client.events import TaskStarted
 from analytics_client.recording import RecordedRequest, accept_all
 from analytics_client.testing import AnalyticsRecorder
 from analytics_client.transport import HttpResponse
 from tests.unit.client_transports import (
+    UNREADABLE_ANSWER,
     AsyncSilentTransport,
     ScriptedTransport,
     answer,
     gzip_failing,
+    unreadable_answers,
 )
 
 ENDPOINT = "http://analytics.invalid"
@@ -63,12 +64,8 @@ async def test_a_retried_batch_is_the_same_request() -> None:
 
 
 async def test_an_answer_that_cannot_be_read_is_a_retry(monkeypatch: pytest.MonkeyPatch) -> None:
-    def unreadable(value: str | None, now_unix: float) -> float:
-        raise ValueError("no such number")
-
-    monkeypatch.setattr(outcome, "parse_retry_after", unreadable)
     failures: list[Failure] = []
-    scripted = ScriptedTransport(*[answer(503, retry_after="1")] * 100)
+    scripted = unreadable_answers(monkeypatch)
     options = Options(retry_deadline=0.0, backoff_base=0.001, backoff_cap=0.001, hostname=None)
     client = AsyncAnalyticsClient(
         ENDPOINT, options, transport=scripted.asynchronous(), on_failure=failures.append
@@ -76,10 +73,7 @@ async def test_an_answer_that_cannot_be_read_is_a_retry(monkeypatch: pytest.Monk
     client.track(task_started())
     report = await client.flush(timeout=5)  # settled: tried once, then past its retry deadline
     assert (report.lost, report.pending, len(scripted.requests)) == (1, 0, 1)
-    assert [f.reason for f in failures] == [
-        "not delivered within the retry deadline (last: HTTP 503 with an answer that cannot"
-        " be read: ValueError: no such number)"
-    ]
+    assert [f.reason for f in failures] == [UNREADABLE_ANSWER]
     await client.shutdown(timeout=1)
 
 

@@ -24,12 +24,18 @@ from analytics_client import (
     Refusal,
     envelope,
     events,
-    outcome,
 )
 from analytics_client.batching import seal
 from analytics_client.spool import Spool
 from analytics_client.transport import HttpRequest, HttpResponse, TransportError
-from tests.unit.client_transports import ScriptedTransport, SilentTransport, answer, gzip_failing
+from tests.unit.client_transports import (
+    UNREADABLE_ANSWER,
+    ScriptedTransport,
+    SilentTransport,
+    answer,
+    gzip_failing,
+    unreadable_answers,
+)
 
 ENDPOINT = "http://analytics.invalid"
 USER = uuid.UUID("5d3f0c1e-7a2b-4c6d-8e9f-0a1b2c3d4e5f")
@@ -217,22 +223,15 @@ def test_a_batch_past_its_retry_deadline_is_dropped_and_reported(
 def test_an_answer_that_cannot_be_read_is_a_retry(
     clients: list[AnalyticsClient], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def unreadable(value: str | None, now_unix: float) -> float:
-        raise ValueError("no such number")
-
-    monkeypatch.setattr(outcome, "parse_retry_after", unreadable)
     failures: list[Failure] = []
-    transport = ScriptedTransport(*[answer(503, retry_after="1")] * 100)
+    transport = unreadable_answers(monkeypatch)
     options = Options(retry_deadline=0.0, backoff_base=0.001, backoff_cap=0.001, hostname=None)
     client = make(clients, transport, options, failures)
     client.track(task_created())
     report = client.flush(timeout=5)  # settled: tried once, then past its retry deadline
     assert (report.lost, report.pending) == (1, 0)
     assert (client.counters().requests, len(transport.requests)) == (1, 1)
-    assert [f.reason for f in failures] == [
-        "not delivered within the retry deadline (last: HTTP 503 with an answer that cannot"
-        " be read: ValueError: no such number)"
-    ]
+    assert [f.reason for f in failures] == [UNREADABLE_ANSWER]
 
 
 def test_events_that_cannot_be_sealed_are_lost_reported_and_released(
