@@ -43,7 +43,8 @@ def test_a_stored_batch_comes_back_as_the_same_request(tmp_path: Path, compress:
     )
     assert again.body == original.body
     assert again.from_spool
-    assert [p.name for p in tmp_path.iterdir()] == [f"k1.batch.claimed-{os.getpid()}"]
+    [claimed] = [p.name for p in tmp_path.iterdir()]
+    assert claimed.startswith(f"k1.batch.claimed-{os.getpid()}-")
 
 
 def test_batches_come_back_oldest_first_and_once(tmp_path: Path) -> None:
@@ -64,9 +65,19 @@ def test_another_spool_on_the_directory_does_not_take_a_claimed_batch(tmp_path: 
 def test_a_batch_claimed_by_a_dead_process_is_given_back(tmp_path: Path) -> None:
     spool = Spool(tmp_path, 1_000_000)
     spool.store(batch("k1"))
-    (tmp_path / "k1.batch").rename(tmp_path / f"k1.batch.claimed-{dead_pid()}")
+    (tmp_path / "k1.batch").rename(tmp_path / f"k1.batch.claimed-{dead_pid()}-0a1b")
     spooled = spool.claim_next()
     assert spooled is not None and spooled.batch.key == "k1"
+
+
+def test_a_batch_claimed_by_an_earlier_process_with_this_id_is_given_back(tmp_path: Path) -> None:
+    # A restarted container's process often has its predecessor's id (even 1).
+    spool = Spool(tmp_path, 1_000_000)
+    spool.store(batch("k1"))
+    (tmp_path / "k1.batch").rename(tmp_path / f"k1.batch.claimed-{os.getpid()}-0a1b")
+    spooled = spool.claim_next()
+    assert spooled is not None and spooled.batch.key == "k1"
+    assert spool.claim_next() is None  # now held by this process: not taken twice
 
 
 def test_remove_and_give_back(tmp_path: Path) -> None:

@@ -7,9 +7,11 @@ come oldest first. A file is written to a temporary name, flushed to disk and re
 then the directory is flushed too: after a crash a batch is there whole or not at all.
 
 Several processes may share a directory (the workers of one server). A batch is taken by
-renaming its file to a name holding the taker's process id; a rename succeeds for one taker
-only, so two processes never send the same file at once. A taken file whose process has died
-is given back at the next scan.
+renaming its file to a name holding the taker's process id and a token drawn once per process;
+a rename succeeds for one taker only, so two processes never send the same file at once. A
+taken file whose process has died is given back at the next scan, and so is one that holds this
+process's id with another token: a restarted container's process often gets the id of the one
+before it (even 1), which must not keep that one's batches for ever.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from pathlib import Path
 from analytics_client.batching import ClosedBatch, seal
 
 SUFFIX = ".batch"
-_CLAIMED = re.compile(r"(?P<name>.+\.batch)\.claimed-(?P<pid>[0-9]+)")
+_CLAIMED = re.compile(r"(?P<name>.+\.batch)\.claimed-(?P<pid>[0-9]+)-(?P<token>[0-9a-f]+)")
+_TOKENS: dict[int, str] = {}  # by process id: a forked child draws its own
 _KEY = re.compile(r"[A-Za-z0-9._-]{1,200}")
 
 
@@ -74,7 +77,7 @@ class Spool:
     def claim_next(self) -> SpooledBatch | None:
         """The oldest batch no other process holds, now held by this one; None when none is."""
         for path in self._available():
-            claimed = path.with_name(f"{path.name}.claimed-{os.getpid()}")
+            claimed = path.with_name(f"{path.name}.claimed-{os.getpid()}-{_token()}")
             try:
                 os.rename(path, claimed)
             except FileNotFoundError:
@@ -116,7 +119,7 @@ class Spool:
         available = []
         for name in names:
             claimed = _CLAIMED.fullmatch(name)
-            if claimed is not None and not _alive(int(claimed["pid"])):
+            if claimed is not None and not _held(int(claimed["pid"]), claimed["token"]):
                 with contextlib.suppress(OSError):
                     os.rename(self.directory / name, self.directory / claimed["name"])
                     available.append(self.directory / claimed["name"])
@@ -138,9 +141,18 @@ def _available_name(claimed: Path) -> str:
     return match["name"] if match else claimed.name
 
 
-def _alive(pid: int) -> bool:
+def _token() -> str:
+    pid = os.getpid()
+    token = _TOKENS.get(pid)
+    if token is None:
+        token = _TOKENS[pid] = secrets.token_hex(8)
+    return token
+
+
+def _held(pid: int, token: str) -> bool:
+    """Whether the process that took a file may still be sending it."""
     if pid == os.getpid():
-        return True
+        return token == _token()
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
