@@ -365,9 +365,7 @@ def test_a_batch_whose_halves_cannot_be_sealed_is_given_up(
 
 def spooled_batch(path: Path, count: int) -> SpooledBatch:
     ids = tuple(f"old-{n}" for n in range(count))
-    return SpooledBatch(
-        seal("old", ids, tuple(b"{}" for _ in ids), compress=False, from_spool=True), path
-    )
+    return SpooledBatch(seal("old", ids, tuple(b"{}" for _ in ids), compress=False), path)
 
 
 def test_a_spooled_batch_is_done_with_when_its_last_part_settles(tmp_path: Path) -> None:

@@ -42,7 +42,6 @@ def test_a_stored_batch_comes_back_as_the_same_request(tmp_path: Path, compress:
         original.payloads,
     )
     assert again.body == original.body
-    assert again.from_spool
     [claimed] = [p.name for p in tmp_path.iterdir()]
     assert claimed.startswith(f"k1.batch.claimed-{os.getpid()}-")
 

@@ -23,7 +23,7 @@ import time
 
 from analytics_client.async_transport import AsyncHttpTransport
 from analytics_client.client import AnalyticsClient
-from analytics_client.core import DEFAULT_TIMEOUT, ClientBase
+from analytics_client.core import DEFAULT_TIMEOUT, STOP_GRACE, ClientBase
 from analytics_client.options import Options
 from analytics_client.outcome import Outcome, network_failure
 from analytics_client.pipeline import (
@@ -281,7 +281,7 @@ async def _stop(task: asyncio.Task[None], deadline: float) -> None:
     loop = task.get_loop()
     if loop is asyncio.get_running_loop():
         task.cancel()
-        await asyncio.wait([task], timeout=max(0.0, deadline - time.monotonic()) + 0.25)
+        await asyncio.wait([task], timeout=max(0.0, deadline - time.monotonic()) + STOP_GRACE)
     else:
         with contextlib.suppress(RuntimeError):  # that loop is closed
             loop.call_soon_threadsafe(task.cancel)

@@ -128,7 +128,6 @@ class ClosedBatch:
     payloads: tuple[bytes, ...]
     body: bytes  # the JSON array, gzip-compressed when `compressed`
     compressed: bool
-    from_spool: bool = False  # sent by an earlier process: not counted among this one's events
 
     @property
     def payload_bytes(self) -> int:
@@ -148,13 +147,12 @@ def seal(
     payloads: tuple[bytes, ...],
     *,
     compress: bool,
-    from_spool: bool = False,
 ) -> ClosedBatch:
     body = array_body(payloads)
     if compress:
         # mtime=0: the same events give the same bytes, in this process or after a restart.
         body = gzip.compress(body, compresslevel=6, mtime=0)
-    return ClosedBatch(key, event_ids, payloads, body, compress, from_spool)
+    return ClosedBatch(key, event_ids, payloads, body, compress)
 
 
 def seal_events(key: str, events: list[QueuedEvent], *, compress: bool) -> ClosedBatch:
@@ -179,7 +177,6 @@ def split(batch: ClosedBatch) -> tuple[ClosedBatch, ClosedBatch]:
             batch.event_ids[start:end],
             batch.payloads[start:end],
             compress=batch.compressed,
-            from_spool=batch.from_spool,
         )
 
     return half(1, 0, middle), half(2, middle, len(batch))

@@ -12,7 +12,7 @@ import dataclasses
 import threading
 import time
 
-from analytics_client.core import DEFAULT_TIMEOUT, ClientBase
+from analytics_client.core import DEFAULT_TIMEOUT, STOP_GRACE, ClientBase
 from analytics_client.options import Options
 from analytics_client.outcome import Outcome, network_failure
 from analytics_client.pipeline import (
@@ -28,10 +28,6 @@ from analytics_client.pipeline import (
 from analytics_client.reporting import FailureCallback, log
 from analytics_client.results import FlushReport
 from analytics_client.transport import HttpTransport, Transport, describe
-
-# After shutdown's time: how long to wait for the sender to notice it was stopped (its
-# request was aborted).
-STOP_GRACE = 0.25
 
 
 class AnalyticsClient(ClientBase):

@@ -42,6 +42,9 @@ from analytics_client.transport import (
 from analytics_client.validation import InvalidEvent, event_object, flat_data
 
 DEFAULT_TIMEOUT = 10.0  # of flush and shutdown
+# After shutdown's time: how long to wait for the sender to notice it was stopped (its
+# request was aborted).
+STOP_GRACE = 0.25
 SPOOL_SCAN_INTERVAL = 5.0  # how often an idle sender looks for spooled batches
 
 _CLIENTS: weakref.WeakSet[ClientBase] = weakref.WeakSet()

@@ -37,7 +37,8 @@ class Options:
     max_batch_bytes: int = 512 * KIB  # uncompressed
     flush_interval: float = 1.0  # seconds the oldest event waits for company
     max_event_bytes: int = 256 * KIB  # larger events are refused by track
-    http_timeout: float = 10.0  # connect, and each read; shutdown bounds it further
+    # Threaded: the connect and each read; asyncio: the whole exchange. Shutdown bounds both.
+    http_timeout: float = 10.0
     backoff_base: float = 0.5
     backoff_cap: float = 30.0
     retry_deadline: float = 300.0  # then the batch is spooled, or dropped and counted

@@ -74,6 +74,3 @@ class Gate:
 
     def hold_until(self, moment: float) -> None:
         self.not_before = max(self.not_before, moment)
-
-    def wait_time(self, now: float) -> float:
-        return max(0.0, self.not_before - now)

@@ -174,5 +174,4 @@ def _read(path: Path) -> ClosedBatch:
         event_ids,
         payloads,
         compress=bool(header["compressed"]),
-        from_spool=True,
     )

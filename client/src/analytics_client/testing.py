@@ -45,8 +45,8 @@ class AnalyticsRecorder:
 
     @property
     def events(self) -> list[dict[str, Any]]:
-        """Every event tracked by the threaded client, once each, in order (flushed first).
-        After the asyncio client, `await recorder.async_client.flush()` first."""
+        """Every event either client sent, once each, in order; the threaded client is flushed
+        first (for the asyncio client's, `await recorder.async_client.flush()` before)."""
         self.client.flush()
         return self.transport.events
 
