@@ -22,6 +22,7 @@ import threading
 import time
 
 from analytics_client.async_transport import AsyncHttpTransport
+from analytics_client.batching import payload_bytes
 from analytics_client.client import AnalyticsClient
 from analytics_client.core import DEFAULT_TIMEOUT, STOP_GRACE, ClientBase
 from analytics_client.options import Options
@@ -288,4 +289,4 @@ async def _stop(task: asyncio.Task[None], deadline: float) -> None:
 
 
 def _size(step: Close) -> int:
-    return sum(len(event.payload) for event in step.events)
+    return payload_bytes(step.events)

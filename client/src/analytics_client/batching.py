@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import gzip
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from analytics_client.results import Refusal
@@ -58,7 +58,7 @@ class EventQueue:
         """The oldest events that fit one body: at least one, if any wait."""
         count = fitting(self._waiting, max_events, max_body_bytes)
         taken = [self._waiting.popleft() for _ in range(count)]
-        self.waiting_bytes -= sum(len(event.payload) for event in taken)
+        self.waiting_bytes -= payload_bytes(taken)
         return taken
 
     def release(self, events: int, payload_bytes: int) -> None:
@@ -180,3 +180,8 @@ def split(batch: ClosedBatch) -> tuple[ClosedBatch, ClosedBatch]:
         )
 
     return half(1, 0, middle), half(2, middle, len(batch))
+
+
+def payload_bytes(events: Sequence[QueuedEvent]) -> int:
+    """The bytes the events hold in the queue (what `max_queue_bytes` counts)."""
+    return sum(len(event.payload) for event in events)

@@ -24,7 +24,12 @@ from uuid import UUID
 from analytics_client import envelope, settling
 from analytics_client.batching import seal_events, split
 from analytics_client.events import EVENT_TYPES_BY_NAME, Event
-from analytics_client.identifiers import new_batch_key, new_event_id, normalise_event_id
+from analytics_client.identifiers import (
+    canonical_uuid,
+    new_batch_key,
+    new_event_id,
+    normalise_event_id,
+)
 from analytics_client.options import Options
 from analytics_client.outcome import Outcome, Retry, interpret
 from analytics_client.pipeline import Close, Expire, Pipeline, Scheduled, Settlement, SplitInTwo
@@ -327,10 +332,10 @@ class ClientBase:
 
 
 def _user_id(value: UUID | str) -> str:
-    try:
-        return normalise_event_id(value)
-    except ValueError:
-        raise InvalidEvent(f"user_id: expected a UUID, got {value!r:.60}") from None
+    text = canonical_uuid(value)
+    if text is None:
+        raise InvalidEvent(f"user_id: expected a UUID, got {value!r:.60}")
+    return text
 
 
 def _reset_clients_in_child() -> None:

@@ -75,17 +75,22 @@ def format_uuid7(unix_milliseconds: int, random: int) -> str:
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
-def normalise_event_id(given: UUID | str) -> str:
-    """A caller's id in the form the service stores: lowercase and hyphenated."""
+def canonical_uuid(given: object) -> str | None:
+    """A UUID (or its text) in the form the service stores, lowercase and hyphenated; None
+    when `given` is not one."""
     if isinstance(given, UUID):
         return str(given)
     if isinstance(given, str) and _UUID_TEXT.fullmatch(given):
         return str(UUID(given))
-    raise ValueError(f"event_id: expected a UUID, got {given!r:.60}")
+    return None
 
 
-def is_uuid_text(text: str) -> bool:
-    return _UUID_TEXT.fullmatch(text) is not None
+def normalise_event_id(given: UUID | str) -> str:
+    """A caller's id in the form the service stores."""
+    text = canonical_uuid(given)
+    if text is None:
+        raise ValueError(f"event_id: expected a UUID, got {given!r:.60}")
+    return text
 
 
 _GENERATOR = Uuid7Generator()

@@ -23,6 +23,7 @@ from analytics_client.batching import (
     ClosedBatch,
     EventQueue,
     QueuedEvent,
+    payload_bytes,
 )
 from analytics_client.options import Options
 from analytics_client.outcome import Answered, Outcome, Refused, Retry, Split
@@ -314,7 +315,7 @@ class Pipeline:
         if self.closing is not events:
             return settlement  # taken by shutdown meanwhile
         self.closing = []
-        self.queue.release(len(events), sum(len(event.payload) for event in events))
+        self.queue.release(len(events), payload_bytes(events))
         self.settled += len(events)
         self.tally.dropped[Loss.SEAL_FAILED] += len(events)
         event_ids = tuple(event.event_id for event in events)

@@ -9,10 +9,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
-from uuid import UUID
 
 from analytics_client.events import Event, FieldSpec
-from analytics_client.identifiers import is_uuid_text
+from analytics_client.identifiers import canonical_uuid
 
 
 class InvalidEvent(ValueError):
@@ -28,11 +27,10 @@ _FLOAT64_MAX = 1.7976931348623157e308
 
 
 def _uuid(value: Any) -> Any:
-    if isinstance(value, UUID):
-        return str(value)
-    if isinstance(value, str) and is_uuid_text(value):
-        return str(UUID(value))
-    raise InvalidEvent("expected a UUID")
+    text = canonical_uuid(value)
+    if text is None:
+        raise InvalidEvent("expected a UUID")
+    return text
 
 
 def _string(value: Any) -> Any:
