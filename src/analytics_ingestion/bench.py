@@ -132,11 +132,11 @@ async def count_events(url: str) -> int:
         await connection.close()
 
 
-async def copy_ceiling(url: str, rows: list[wire.EventRow], connections: int) -> float:
+async def copy_ceiling(url: str, rows: list[bytes], connections: int) -> float:
     """Rows/s of binary COPY straight into the table."""
     chunks = [rows[i : i + COPY_ROWS] for i in range(0, len(rows), COPY_ROWS)]
 
-    async def load(mine: list[list[wire.EventRow]]) -> None:
+    async def load(mine: list[list[bytes]]) -> None:
         connection = await asyncpg.connect(url, server_settings=WRITE_SESSION_SETTINGS)
         try:
             for chunk in mine:
@@ -151,7 +151,7 @@ async def copy_ceiling(url: str, rows: list[wire.EventRow], connections: int) ->
     return len(rows) / (time.perf_counter() - started)
 
 
-async def copy_without_identity_index(url: str, rows: list[wire.EventRow]) -> float:
+async def copy_without_identity_index(url: str, rows: list[bytes]) -> float:
     """The 2-connection ceiling without the unique index on (event_id, timestamp)."""
     connection = await asyncpg.connect(url)
     try:
@@ -327,7 +327,7 @@ async def one_run(
     url = await fresh_database(admin_url, f"analytics_bench_{run}", without_gin)
     events = [samples.shape_a(rng=rng) for _ in range(CEILING_ROWS)]
     body = orjson.dumps(events)
-    rows = wire.decode_batch(body, received_at=datetime.now(UTC)).rows
+    rows = wire.decode_batch(body, received_at=datetime.now(UTC)).tuples
     # The COPY without the unique index goes first in odd runs and last in even ones, so the
     # median across runs does not favour either side of the comparison.
     if run % 2:

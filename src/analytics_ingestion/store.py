@@ -1,9 +1,9 @@
 """The store: the only module that speaks to PostgreSQL (through asyncpg).
 
 A flush is one transaction: a binary COPY of the events into `analytics_events` and of the
-dead letters into `analytics_dead_letters`. The COPY stream is built here, from the rows'
-values, in one pass: cheaper than asyncpg's per-value encoding, and the client's event bytes
-go to jsonb's binary input untouched.
+dead letters into `analytics_dead_letters`. The events arrive as COPY tuples, encoded once
+where they were decoded (rows.py): a flush joins them into one stream, cheaper than any
+per-value encoding, and the client's event bytes go to jsonb's binary input untouched.
 
 Exactly once rests on a unique key `(event_id, timestamp)`:
 - a unique index on `analytics_events` where TimescaleDB allows one (plain PostgreSQL, and
@@ -29,15 +29,15 @@ import asyncio
 import contextlib
 import json
 import logging
-import struct
 from collections.abc import AsyncIterator, Sequence
-from datetime import datetime
 from typing import Any
 
 import asyncpg
 
+from analytics_ingestion import rows as copy_rows
 from analytics_ingestion.errors import DatabaseUnavailable, Unavailable, WriteFailed
-from analytics_ingestion.wire import ONE_MICROSECOND, POSTGRES_EPOCH, DeadLetter, EventRow
+from analytics_ingestion.rows import EventRow
+from analytics_ingestion.wire import DeadLetter
 from analytics_ingestion.writer import WriteOutcome
 
 log = logging.getLogger(__name__)
@@ -46,8 +46,7 @@ EVENTS_TABLE = "analytics_events"
 KEYS_TABLE = "analytics_event_keys"
 DEAD_LETTERS_TABLE = "analytics_dead_letters"
 INCOMING_TABLE = "analytics_events_incoming"
-EVENT_COLUMNS = EventRow._fields
-KEY_COLUMNS = ("event_id", "timestamp")
+EVENT_COLUMNS = copy_rows.COLUMNS
 DEAD_LETTER_COLUMNS = DeadLetter._fields
 
 IDENTITY_INDEX = "idx_analytics_events_event_identity"
@@ -124,94 +123,28 @@ def _translate(error: BaseException) -> Unavailable:
     return WriteFailed(f"the database refused the write ({type(error).__name__}, {sqlstate})")
 
 
-# --- the binary COPY stream ----------------------------------------------------------------
-
-_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, no header extension
-_COPY_TRAILER = b"\xff\xff"
-_NULL = b"\xff\xff\xff\xff"
-_length = struct.Struct(">i").pack
-_timestamp_field = struct.Struct(">iq").pack  # length 8, microseconds since 2000
-_position_field = struct.Struct(">ii").pack  # length 4, int4
-_FIELD_COUNT = len(EVENT_COLUMNS).to_bytes(2, "big")
-_FIELD_COUNT_WITH_POSITION = (len(EVENT_COLUMNS) + 1).to_bytes(2, "big")
-_UUID_LENGTH = _length(16)
-
-
-def _microseconds(moment: datetime) -> int:
-    return (moment - POSTGRES_EPOCH) // ONE_MICROSECOND
-
-
-def _text(value: str | None) -> bytes:
-    if value is None:
-        return _NULL
-    encoded = value.encode()
-    return _length(len(encoded)) + encoded
-
-
-def encode_events(rows: Sequence[EventRow], positions: Sequence[int] | None = None) -> bytes:
-    """`rows` in PostgreSQL's binary COPY format, in EVENT_COLUMNS order; with `positions`,
-    each row gets one more int4 column, its position (for the temporary table)."""
-    parts = [_COPY_HEADER]
-    append = parts.append
-    fromhex = bytes.fromhex
-    received_at: datetime | None = None
-    received_field = b""
-    # Types, services, hosts and environments repeat: each distinct text is encoded once.
-    texts: dict[str | None, bytes] = {}
-
-    def text(value: str | None) -> bytes:
-        encoded = texts.get(value)
-        if encoded is None:
-            encoded = texts[value] = _text(value)
-        return encoded
-
-    field_count = _FIELD_COUNT if positions is None else _FIELD_COUNT_WITH_POSITION
-    for number, row in enumerate(rows):
-        if row.received_at is not received_at:  # shared by every row of a request
-            received_at = row.received_at
-            received_field = _timestamp_field(8, _microseconds(received_at))
-        user_id = row.user_id
-        data = row.data
-        append(
-            b"".join(
-                (
-                    field_count,
-                    _timestamp_field(8, _microseconds(row.timestamp)),
-                    text(row.event_type),
-                    text(row.service),
-                    _NULL if user_id is None else _UUID_LENGTH + fromhex(user_id.replace("-", "")),
-                    _length(len(data) + 1) + b"\x01" + data,  # jsonb: version 1, then the text
-                    _UUID_LENGTH + fromhex(row.event_id.replace("-", "")),
-                    received_field,
-                    text(row.hostname),
-                    text(row.environment),
-                )
-            )
-        )
-        if positions is not None:
-            append(_position_field(4, positions[number]))
-    append(_COPY_TRAILER)
-    return b"".join(parts)
+# --- the binary COPY streams ---------------------------------------------------------------
 
 
 async def _chunks(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
-async def copy_encoded(connection: asyncpg.Connection, table: str, data: bytes) -> None:
-    columns = EVENT_COLUMNS if table == EVENTS_TABLE else (*EVENT_COLUMNS, "position")
+async def copy_stream(
+    connection: asyncpg.Connection, table: str, columns: Sequence[str], data: bytes
+) -> None:
     await connection.copy_to_table(table, source=_chunks(data), columns=columns, format="binary")
 
 
 async def copy_events(
-    connection: asyncpg.Connection, rows: Sequence[EventRow], *, with_keys: bool
+    connection: asyncpg.Connection, tuples: Sequence[bytes], *, with_keys: bool
 ) -> None:
-    """The fast path's whole write of `rows` (keys first, where the key table is used)."""
+    """The fast path's whole write of the rows (keys first, where the key table is used)."""
     if with_keys:
-        await connection.copy_records_to_table(
-            KEYS_TABLE, records=[(row.event_id, row.timestamp) for row in rows], columns=KEY_COLUMNS
+        await copy_stream(
+            connection, KEYS_TABLE, copy_rows.KEY_COLUMNS, copy_rows.key_stream(tuples)
         )
-    await copy_encoded(connection, EVENTS_TABLE, encode_events(rows))
+    await copy_stream(connection, EVENTS_TABLE, EVENT_COLUMNS, copy_rows.stream(tuples))
 
 
 async def uses_key_table(connection: asyncpg.Connection) -> bool:
@@ -268,12 +201,12 @@ class Store:
 
     async def write(
         self,
-        rows: Sequence[EventRow],
+        rows: Sequence[bytes],
         dead_letters: Sequence[DeadLetter],
         row_indexes: Sequence[int],
     ) -> WriteOutcome:
-        """Store rows and dead letters in one transaction; `row_indexes` are the rows'
-        positions in their requests, for the dead letters of rows the database refuses.
+        """Store rows (COPY tuples) and dead letters in one transaction; `row_indexes` are the
+        rows' positions in their requests, for the dead letters of rows the database refuses.
 
         Bounded by FLUSH_TIMEOUT_SECONDS in all, retries included."""
         deadline = asyncio.get_running_loop().time() + self._flush_timeout
@@ -286,7 +219,7 @@ class Store:
 
     async def _write_once(
         self,
-        rows: Sequence[EventRow],
+        rows: Sequence[bytes],
         dead_letters: Sequence[DeadLetter],
         row_indexes: Sequence[int],
         deadline: float,
@@ -333,7 +266,7 @@ class Store:
     async def _write(
         self,
         connection: asyncpg.Connection,
-        rows: Sequence[EventRow],
+        rows: Sequence[bytes],
         dead_letters: Sequence[DeadLetter],
         row_indexes: Sequence[int],
     ) -> WriteOutcome:
@@ -352,27 +285,37 @@ class Store:
             if error.sqlstate != _UNIQUE_VIOLATION and not _is_data_error(error):
                 raise
         # Some events are stored already, or one was refused: sort them out.
+        values = [copy_rows.decode(row) for row in rows]
         async with connection.transaction():
             await connection.execute(_CREATE_INCOMING)
             duplicates, failed = await self._insert_sorting(
-                connection, rows, list(range(len(rows)))
+                connection, rows, values, list(range(len(rows)))
             )
             refused = [
-                DeadLetter(rows[p].received_at, row_indexes[p], reason, _row_payload(rows[p]))
+                DeadLetter(values[p].received_at, row_indexes[p], reason, _row_payload(values[p]))
                 for p, reason in failed.items()
             ]
             await self._copy_dead_letters(connection, [*dead_letters, *refused])
         return WriteOutcome(frozenset(duplicates), failed)
 
     async def _insert_sorting(
-        self, connection: asyncpg.Connection, rows: Sequence[EventRow], positions: list[int]
+        self,
+        connection: asyncpg.Connection,
+        rows: Sequence[bytes],
+        values: Sequence[EventRow],
+        positions: list[int],
     ) -> tuple[set[int], dict[int, str]]:
-        """Insert rows[positions] skipping stored ones; return (duplicates, refused)."""
+        """Insert rows[positions] (whose values are `values`) skipping stored ones; return
+        (duplicates, refused)."""
         try:
             async with connection.transaction():  # a savepoint
                 await connection.execute(f"TRUNCATE {INCOMING_TABLE}")
-                encoded = encode_events([rows[p] for p in positions], positions)
-                await copy_encoded(connection, INCOMING_TABLE, encoded)
+                await copy_stream(
+                    connection,
+                    INCOMING_TABLE,
+                    (*EVENT_COLUMNS, "position"),
+                    copy_rows.stream(copy_rows.with_position(rows[p], p) for p in positions),
+                )
                 inserted = await connection.fetch(self._insert_new)
         except asyncpg.PostgresError as error:
             if not _is_data_error(error):
@@ -381,13 +324,13 @@ class Store:
                 log.debug("the database refused an event: %s", error)
                 return set(), {positions[0]: f"refused by the database: {error}"}
             middle = len(positions) // 2
-            first = await self._insert_sorting(connection, rows, positions[:middle])
-            second = await self._insert_sorting(connection, rows, positions[middle:])
+            first = await self._insert_sorting(connection, rows, values, positions[:middle])
+            second = await self._insert_sorting(connection, rows, values, positions[middle:])
             return first[0] | second[0], {**first[1], **second[1]}
         new = {(record[0], record[1]) for record in inserted}
         duplicates = set()
         for position in positions:
-            key = (str(rows[position].event_id), rows[position].timestamp)
+            key = (values[position].event_id, values[position].timestamp)
             if key in new:
                 new.discard(key)  # the first of equal events in a flush is the one stored
             else:

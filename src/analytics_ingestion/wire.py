@@ -31,28 +31,15 @@ from typing import Annotated, Any, NamedTuple, Union
 
 import msgspec
 
-from analytics_ingestion import duplicate_keys
+from analytics_ingestion import duplicate_keys, rows
 from analytics_ingestion.catalog import Catalog, EventType, canonical_event_type, load_catalog
 from analytics_ingestion.errors import MalformedBody
+from analytics_ingestion.rows import ONE_MICROSECOND, POSTGRES_EPOCH, EventRow
 
 VARCHAR_LIMIT = 100  # event_type and service are VARCHAR(100)
 UNKNOWN_SERVICE = "unknown"
 # Names the event ids derived from an Idempotency-Key; fixed forever, or retries stop matching.
 IDEMPOTENCY_NAMESPACE = uuid.UUID("5b0c7f1e-2f43-4c59-9a8e-6a1d3c2b9e47")
-
-
-class EventRow(NamedTuple):
-    """One row of `analytics_events`, in the column order the store copies them."""
-
-    timestamp: datetime
-    event_type: str
-    service: str
-    user_id: str | None  # UUIDs as text: lowercase, hyphenated
-    data: bytes
-    event_id: str
-    received_at: datetime
-    hostname: str | None
-    environment: str | None
 
 
 class DeadLetter(NamedTuple):
@@ -83,10 +70,16 @@ class Batch:
     """A decoded request: the rows to store and the events refused, with their positions."""
 
     received: int
-    rows: list[EventRow] = field(default_factory=list)
+    # The rows to store, each as its COPY tuple (see rows.py), encoded once, here.
+    tuples: list[bytes] = field(default_factory=list)
     row_indexes: list[int] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+
+    @property
+    def rows(self) -> list[EventRow]:
+        """The rows' values, decoded from their tuples."""
+        return [rows.decode(tuple_) for tuple_ in self.tuples]
 
     def reject(self, index: int, error: str, payload: bytes, received_at: datetime) -> None:
         self.rejections.append(Rejection(index, error))
@@ -169,7 +162,7 @@ def decode_batch_per_event(
         except RecursionError:
             batch.reject(index, "nested too deeply", raw, received_at)
         else:
-            batch.rows.append(row)
+            batch.tuples.append(rows.encode(row))
             batch.row_indexes.append(index)
     return batch
 
@@ -423,6 +416,12 @@ def _decode_json(raw: bytes, decoder: msgspec.json.Decoder[Any], where: str) -> 
             raise EventError(f"{_numeric_overflow_path(raw, where)}: {_NUMERIC_OVERFLOW}") from None
         raise EventError(f"{prefix}{_rephrase(str(error))}") from None
     except msgspec.DecodeError as error:
+        # msgspec before 0.23 raised UnicodeDecodeError for invalid UTF-8; later versions a
+        # DecodeError without the position: find it.
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as invalid:
+            raise EventError(f"{prefix}invalid UTF-8 at byte {invalid.start}") from None
         surrogate = _find_surrogate(raw)
         if surrogate is not None:
             raise EventError(
@@ -625,7 +624,11 @@ def _event_id(given: Any, index: int, idempotency_key: str | None) -> str:
 
 def idempotent_event_id(idempotency_key: str, index: int) -> str:
     """The same key and position give the same id, so a retried request stores nothing twice."""
-    return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{idempotency_key}\x1f{index}"))
+    return str(_idempotent_uuid(idempotency_key, index))
+
+
+def _idempotent_uuid(idempotency_key: str, index: int) -> uuid.UUID:
+    return uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{idempotency_key}\x1f{index}")
 
 
 def uuid7(unix_ms: int | None = None) -> str:
@@ -637,7 +640,15 @@ _LAST_GROUP = 2**48 - 1  # the last 12 hex digits
 
 
 def uuid7s(count: int, unix_ms: int | None = None) -> list[str]:
-    """`count` version-7 UUIDs of one millisecond, in increasing order.
+    """`count` version-7 UUIDs of one millisecond, in increasing order, as text."""
+    ids = uuid7_range(count, unix_ms)
+    text = f"{ids.start:032x}"
+    prefix = f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-"
+    return [f"{prefix}{value & _LAST_GROUP:012x}" for value in ids]
+
+
+def uuid7_range(count: int, unix_ms: int | None = None) -> range:
+    """`count` version-7 UUIDs of one millisecond, in increasing order, as integers.
 
     Random bits are drawn once and the ids of a batch count up from them in their last 48
     bits (RFC 9562's "monotonic random" method, 6.2), starting low enough never to carry into
@@ -650,10 +661,15 @@ def uuid7s(count: int, unix_ms: int | None = None) -> list[str]:
     start = bits & _LAST_GROUP
     if start + count > _LAST_GROUP:
         start -= count
-    high = (milliseconds & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | (bits >> 62) << 64 | 0b10 << 62
-    text = f"{high | (bits & (2**62 - 1)):032x}"
-    prefix = f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-"
-    return [f"{prefix}{low:012x}" for low in range(start, start + count)]
+    first = (
+        (milliseconds & 0xFFFF_FFFF_FFFF) << 80
+        | 0x7 << 76  # version
+        | (bits >> 62) << 64  # 12 random bits
+        | 0b10 << 62  # variant
+        | (bits & (2**62 - 1) & ~_LAST_GROUP)  # 14 random bits
+        | start
+    )
+    return range(first, first + count)
 
 
 # --- the fast path --------------------------------------------------------------------------
@@ -701,7 +717,7 @@ _RAW_EVENTS_DECODER = msgspec.json.Decoder(list[_RawEvent])
 @dataclass(frozen=True)
 class _FastDecoder:
     decoder: msgspec.json.Decoder[Any]
-    stored_names: dict[type, str]
+    type_fields: dict[type, bytes]  # the event_type column, as its COPY field
     float64_fields: dict[type, tuple[tuple[str, bool], ...]]  # (name, nullable)
     # The keys every event of the type has ("type" and its fields but the extras) and the
     # fields that may hold objects of their own.
@@ -763,7 +779,7 @@ def _fast_decoder(catalog: Catalog) -> _FastDecoder:
     elements = list[element]  # type: ignore[valid-type]  # a struct made at run time
     return _FastDecoder(
         msgspec.json.Decoder(elements, float_hook=_number),
-        structs,
+        {struct: rows.text_field(name) for struct, name in structs.items()},
         float64_fields,
         key_counts,
         any_json_fields,
@@ -796,17 +812,26 @@ def decode_batch_fast(
         return None
     count = len(elements)
     if idempotency_key is None:
-        new_ids = uuid7s(count)
+        new_ids: range | list[int] = uuid7_range(count)
     else:
-        new_ids = [idempotent_event_id(idempotency_key, index) for index in range(count)]
-    stored_names = fast.stored_names
+        new_ids = [_idempotent_uuid(idempotency_key, index).int for index in range(count)]
+    type_fields = fast.type_fields
     float64_fields = fast.float64_fields
     key_counts = fast.key_counts
     any_json_fields = fast.any_json_fields
     unset = _UNSET
     keys = 0  # as the decoder saw them: an object naming one twice counts it once
-    rows: list[EventRow] = []
-    append = rows.append
+    tuples: list[bytes] = []
+    append = tuples.append
+    # Each row's COPY tuple is built here, in rows.COLUMNS order (rows.encode's layout): the
+    # loop is hot, so the fields are written inline. Texts repeat: each is encoded once.
+    texts = rows.TextFields()
+    field_count = rows.FIELD_COUNT
+    timestamp_field = rows.timestamp_field
+    uuid_tag = rows.UUID_FIELD_TAG
+    null = rows.NULL
+    jsonb_prefix = rows.jsonb_prefix
+    received_field = timestamp_field(received_at)
     latest = latest or _LATEST_TIMESTAMP
     try:
         for element, raw_event, new_id in zip(elements, raw_events, new_ids, strict=True):
@@ -840,17 +865,32 @@ def decode_batch_fast(
                     return None
             for name in any_json_fields.get(type(event), ()):
                 keys += duplicate_keys.count_keys(getattr(event, name))
+            if event_id is None or event_id is unset:
+                event_id = new_id
+            else:
+                event_id = int(event_id.replace("-", ""), 16)
+            if hostname is unset:
+                hostname = None
+            if environment is unset:
+                environment = None
+            data = raw_event.event
             append(
-                EventRow(  # positional, in EventRow's order: the loop is hot
-                    timestamp,
-                    stored_names[type(event)],
-                    service,
-                    None if user_id is None or user_id is unset else canonical_uuid(user_id),
-                    bytes(raw_event.event),
-                    new_id if event_id is None or event_id is unset else canonical_uuid(event_id),
-                    received_at,
-                    None if hostname is unset else hostname,
-                    None if environment is unset else environment,
+                b"".join(
+                    (
+                        field_count,
+                        timestamp_field(timestamp),
+                        (uuid_tag | event_id).to_bytes(20, "big"),
+                        received_field,
+                        null
+                        if user_id is None or user_id is unset
+                        else (uuid_tag | int(user_id.replace("-", ""), 16)).to_bytes(20, "big"),
+                        type_fields[type(event)],
+                        texts[service],
+                        texts[hostname],
+                        texts[environment],
+                        jsonb_prefix(len(data) + 1, 1),
+                        data,
+                    )
                 )
             )
     except ValueError:  # a timestamp; the per-event path says what is wrong with it
@@ -859,7 +899,7 @@ def decode_batch_fast(
     # per-event path then finds which (see duplicate_keys).
     if duplicate_keys.key_ends(body) != keys:
         return None
-    return Batch(received=count, rows=rows, row_indexes=list(range(count)))
+    return Batch(received=count, tuples=tuples, row_indexes=list(range(count)))
 
 
 # --- timestamps ----------------------------------------------------------------------------
@@ -868,11 +908,10 @@ _RFC3339 = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?"
     r"(?:[Zz]|([+-])([0-9]{2}):([0-9]{2}))"
 )
-# PostgreSQL counts time in microseconds from 2000-01-01; the service this one replaces cut
-# the extra digits toward that epoch, which before it means one microsecond later.
-POSTGRES_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+# PostgreSQL counts time in microseconds from 2000-01-01 (POSTGRES_EPOCH); the service this
+# one replaces cut the extra digits toward that epoch, which before it means one microsecond
+# later.
 _LATEST_TIMESTAMP = datetime.max.replace(tzinfo=UTC)
-ONE_MICROSECOND = timedelta(microseconds=1)
 
 
 def parse_timestamp(text: str) -> datetime:

@@ -32,7 +32,7 @@ from analytics_ingestion.errors import (
     WriteFailed,
 )
 from analytics_ingestion.metrics import Metrics
-from analytics_ingestion.wire import Batch, DeadLetter, EventRow, Rejection
+from analytics_ingestion.wire import Batch, DeadLetter, Rejection
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +48,13 @@ class WriteOutcome:
 class Sink(Protocol):
     async def write(
         self,
-        rows: Sequence[EventRow],
+        rows: Sequence[bytes],
         dead_letters: Sequence[DeadLetter],
         row_indexes: Sequence[int],
     ) -> WriteOutcome:
-        """Store rows and dead letters in one transaction. Raises `Unavailable` if it can't.
-        `row_indexes` are the rows' positions in their requests (for dead letters)."""
+        """Store rows (COPY tuples, see rows.py) and dead letters in one transaction. Raises
+        `Unavailable` if it can't. `row_indexes` are the rows' positions in their requests
+        (for dead letters)."""
 
     async def ping(self) -> None:
         """Return if the database answers; raise otherwise."""
@@ -99,7 +100,7 @@ class _Submission:
 
     @property
     def size(self) -> int:
-        return len(self.batch.rows) + len(self.batch.dead_letters)
+        return len(self.batch.tuples) + len(self.batch.dead_letters)
 
 
 class Writer:
@@ -254,11 +255,11 @@ class Writer:
         return taken
 
     async def _flush(self, submissions: list[_Submission]) -> None:
-        rows: list[EventRow] = []
+        rows: list[bytes] = []
         row_indexes: list[int] = []
         dead_letters: list[DeadLetter] = []
         for submission in submissions:
-            rows.extend(submission.batch.rows)
+            rows.extend(submission.batch.tuples)
             row_indexes.extend(submission.batch.row_indexes)
             dead_letters.extend(submission.batch.dead_letters)
         started = self._clock()
@@ -288,7 +289,7 @@ class Writer:
     def _deliver(self, submissions: list[_Submission], outcome: WriteOutcome) -> None:
         start = 0
         for submission in submissions:
-            rows = submission.batch.rows
+            rows = submission.batch.tuples
             end = start + len(rows)
             duplicates = 0
             rejections: list[Rejection] = []

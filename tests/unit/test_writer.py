@@ -7,8 +7,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from analytics_ingestion import rows as copy_rows
 from analytics_ingestion.errors import DatabaseUnavailable, Overloaded, ShuttingDown, WriteFailed
-from analytics_ingestion.wire import Batch, DeadLetter, EventRow
+from analytics_ingestion.rows import EventRow
+from analytics_ingestion.wire import Batch, DeadLetter
 from analytics_ingestion.writer import FlushPolicy, WriteOutcome, Writer
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
@@ -17,7 +19,8 @@ NOW = datetime(2026, 11, 26, tzinfo=UTC)
 def rows(count: int) -> Batch:
     batch = Batch(received=count)
     for index in range(count):
-        batch.rows.append(EventRow(NOW, "t", "unknown", None, b"{}", uuid.uuid4(), NOW, None, None))
+        row = EventRow(NOW, "t", "unknown", None, b"{}", str(uuid.uuid4()), NOW, None, None)
+        batch.tuples.append(copy_rows.encode(row))
         batch.row_indexes.append(index)
     return batch
 
@@ -35,7 +38,7 @@ class FakeSink:
 
     async def write(
         self,
-        rows: Sequence[EventRow],
+        rows: Sequence[bytes],
         dead_letters: Sequence[DeadLetter],
         row_indexes: Sequence[int],
     ) -> WriteOutcome:
