@@ -75,11 +75,40 @@ _REQUEST_TIMEOUT_ANSWER = (
 )
 
 
+class _OneWriteResponse:
+    """The connection as a request's cycle writes to it: the response's head is held back and
+    sent with its body, so an answer costs one system call and one packet instead of two
+    (uvicorn writes them apart). Everything else goes straight to the transport."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._head = b""
+
+    def write(self, data: bytes) -> None:
+        if not self._head and data.startswith(b"HTTP/1.1 ") and not data.startswith(b"HTTP/1.1 1"):
+            self._head = data  # the status line and headers: the body follows
+            return
+        self.flush(data)
+
+    def flush(self, data: bytes = b"") -> None:
+        head, self._head = self._head, b""
+        if head or data:
+            self._transport.write(head + data)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 def _protocol_with_header_timeout(seconds: float) -> type[HttpToolsProtocol]:
     """uvicorn's HTTP protocol, closing a connection whose request headers have not all
     arrived `seconds` after it opened or after the request's first byte: a client that
     trickles bytes (slowloris) holds a connection no longer than that. (uvicorn's keep-alive
-    timeout only covers a connection idle between requests.)"""
+    timeout only covers a connection idle between requests.) Each response goes out in one
+    write (`_OneWriteResponse`)."""
     message = (
         b'{"error":"the request headers did not arrive within %g s (HEADER_TIMEOUT_SECONDS)"}'
         % seconds
@@ -118,6 +147,12 @@ def _protocol_with_header_timeout(seconds: float) -> type[HttpToolsProtocol]:
         def on_headers_complete(self) -> None:
             self._disarm()
             super().on_headers_complete()
+            self.cycle.transport = _OneWriteResponse(self.transport)  # type: ignore[assignment]
+
+        def on_response_complete(self) -> None:
+            if self.cycle is not None and isinstance(self.cycle.transport, _OneWriteResponse):
+                self.cycle.transport.flush()  # a HEAD answer has no body to carry its head
+            super().on_response_complete()
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
