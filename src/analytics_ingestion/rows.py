@@ -59,7 +59,7 @@ _FIELD_COUNT_WITH_POSITION = (len(COLUMNS) + 1).to_bytes(2, "big")
 _KEY_FIELD_COUNT = len(KEY_COLUMNS).to_bytes(2, "big")
 _KEY_END = 2 + (4 + 8) + (4 + 16)  # field count, timestamp, event_id
 _length = struct.Struct(">i").pack
-_int64_field = struct.Struct(">iq").pack
+int64_field = struct.Struct(">iq").pack  # length 8, then the value
 _int32_field = struct.Struct(">ii").pack
 # jsonb's binary input: the length (with the version byte), version 1, then the JSON text.
 jsonb_prefix = struct.Struct(">iB").pack
@@ -75,7 +75,7 @@ def microseconds(moment: datetime) -> int:
 
 
 def timestamp_field(moment: datetime) -> bytes:
-    return _int64_field(8, microseconds(moment))
+    return int64_field(8, microseconds(moment))
 
 
 def uuid_field(text: str | None) -> bytes:

@@ -714,25 +714,27 @@ class _RawEvent(msgspec.Struct):
 _RAW_EVENTS_DECODER = msgspec.json.Decoder(list[_RawEvent])
 
 
+class _TypePlan(NamedTuple):
+    """What the fast path needs to know of one catalog type's struct."""
+
+    type_field: bytes  # the event_type column, as its COPY field
+    # The keys every event of the type has ("type" and its fields but the extras) plus the
+    # envelope's two required ones (timestamp, event).
+    key_count: int
+    float64_fields: tuple[tuple[str, bool], ...]  # (name, nullable)
+    any_json_fields: tuple[str, ...]  # fields that may hold objects of their own
+
+
 @dataclass(frozen=True)
 class _FastDecoder:
     decoder: msgspec.json.Decoder[Any]
-    type_fields: dict[type, bytes]  # the event_type column, as its COPY field
-    float64_fields: dict[type, tuple[tuple[str, bool], ...]]  # (name, nullable)
-    # The keys every event of the type has ("type" and its fields but the extras) and the
-    # fields that may hold objects of their own.
-    key_counts: dict[type, int]
-    any_json_fields: dict[type, tuple[str, ...]]
+    plans: dict[type, _TypePlan]
 
 
 @functools.lru_cache(maxsize=8)
 def _fast_decoder(catalog: Catalog) -> _FastDecoder:
-    types = catalog.types
-    structs: dict[type, str] = {}
-    float64_fields: dict[type, tuple[tuple[str, bool], ...]] = {}
-    key_counts: dict[type, int] = {}
-    any_json_fields: dict[type, tuple[str, ...]] = {}
-    for event_type in types:
+    plans: dict[type, _TypePlan] = {}
+    for event_type in catalog.types:
         if any(f.type == "any-json" and not f.nullable for f in event_type.fields):
             continue  # msgspec's Any takes null; the per-event path refuses it
         fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
@@ -754,19 +756,19 @@ def _fast_decoder(catalog: Catalog) -> _FastDecoder:
             kw_only=True,
             gc=False,  # decoded JSON holds no reference cycles: spare the collector
         )
-        structs[struct] = event_type.event_type
-        floats = tuple((f.name, f.nullable) for f in event_type.fields if f.type == "float64")
-        if floats:
-            float64_fields[struct] = floats
-        key_counts[struct] = 1 + len(event_type.fields) - (len(_SHAPE_A_EXTRAS) - len(extras))
-        any_json = tuple(f.name for f in event_type.fields if f.type == "any-json")
-        if any_json:
-            any_json_fields[struct] = any_json
+        plans[struct] = _TypePlan(
+            type_field=rows.text_field(event_type.event_type),
+            key_count=3 + len(event_type.fields) - (len(_SHAPE_A_EXTRAS) - len(extras)),
+            float64_fields=tuple(
+                (f.name, f.nullable) for f in event_type.fields if f.type == "float64"
+            ),
+            any_json_fields=tuple(f.name for f in event_type.fields if f.type == "any-json"),
+        )
     element = msgspec.defstruct(
         "_FastElement",
         [
             ("timestamp", str),
-            ("event", Union[tuple(structs)]),  # noqa: UP007 (a Union of a runtime tuple)
+            ("event", Union[tuple(plans)]),  # noqa: UP007 (a Union of a runtime tuple)
             ("hostname", str | None | msgspec.UnsetType, _UNSET),
             ("environment", str | None | msgspec.UnsetType, _UNSET),
             ("event_id", _UUID_TEXT | None | msgspec.UnsetType, _UNSET),
@@ -777,13 +779,7 @@ def _fast_decoder(catalog: Catalog) -> _FastDecoder:
         gc=False,
     )
     elements = list[element]  # type: ignore[valid-type]  # a struct made at run time
-    return _FastDecoder(
-        msgspec.json.Decoder(elements, float_hook=_number),
-        {struct: rows.text_field(name) for struct, name in structs.items()},
-        float64_fields,
-        key_counts,
-        any_json_fields,
-    )
+    return _FastDecoder(msgspec.json.Decoder(elements, float_hook=_number), plans)
 
 
 def decode_batch_fast(
@@ -815,10 +811,7 @@ def decode_batch_fast(
         new_ids: range | list[int] = uuid7_range(count)
     else:
         new_ids = [_idempotent_uuid(idempotency_key, index).int for index in range(count)]
-    type_fields = fast.type_fields
-    float64_fields = fast.float64_fields
-    key_counts = fast.key_counts
-    any_json_fields = fast.any_json_fields
+    plans = fast.plans
     unset = _UNSET
     keys = 0  # as the decoder saw them: an object naming one twice counts it once
     tuples: list[bytes] = []
@@ -827,11 +820,13 @@ def decode_batch_fast(
     # loop is hot, so the fields are written inline. Texts repeat: each is encoded once.
     texts = rows.TextFields()
     field_count = rows.FIELD_COUNT
-    timestamp_field = rows.timestamp_field
+    int64_field = rows.int64_field
+    epoch = POSTGRES_EPOCH
+    one_microsecond = ONE_MICROSECOND
     uuid_tag = rows.UUID_FIELD_TAG
     null = rows.NULL
     jsonb_prefix = rows.jsonb_prefix
-    received_field = timestamp_field(received_at)
+    received_field = rows.timestamp_field(received_at)
     latest = latest or _LATEST_TIMESTAMP
     try:
         for element, raw_event, new_id in zip(elements, raw_events, new_ids, strict=True):
@@ -841,9 +836,9 @@ def decode_batch_fast(
             event_id = element.event_id
             hostname = element.hostname
             environment = element.environment
+            type_field, key_count, float64_fields, any_json_fields = plans[type(event)]
             keys += (
-                key_counts[type(event)]
-                + 2  # timestamp, event
+                key_count
                 + (service is not unset)
                 + (user_id is not unset)
                 + (event_id is not unset)
@@ -857,13 +852,13 @@ def decode_batch_fast(
             timestamp = parse_timestamp(element.timestamp)
             if timestamp > latest:
                 return None
-            for name, nullable in float64_fields.get(type(event), ()):
+            for name, nullable in float64_fields:
                 value = getattr(event, name)
                 if (value is None and not nullable) or (
                     value is not None and _float64_check(value) is not None
                 ):
                     return None
-            for name in any_json_fields.get(type(event), ()):
+            for name in any_json_fields:
                 keys += duplicate_keys.count_keys(getattr(event, name))
             if event_id is None or event_id is unset:
                 event_id = new_id
@@ -878,13 +873,13 @@ def decode_batch_fast(
                 b"".join(
                     (
                         field_count,
-                        timestamp_field(timestamp),
+                        int64_field(8, (timestamp - epoch) // one_microsecond),
                         (uuid_tag | event_id).to_bytes(20, "big"),
                         received_field,
                         null
                         if user_id is None or user_id is unset
                         else (uuid_tag | int(user_id.replace("-", ""), 16)).to_bytes(20, "big"),
-                        type_fields[type(event)],
+                        type_field,
                         texts[service],
                         texts[hostname],
                         texts[environment],
