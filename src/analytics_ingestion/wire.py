@@ -31,7 +31,8 @@ from typing import Annotated, Any, NamedTuple, Union
 
 import msgspec
 
-from analytics_ingestion import duplicate_keys, rows
+from analytics_ingestion import duplicate_keys
+from analytics_ingestion import rows as copy_rows
 from analytics_ingestion.catalog import Catalog, EventType, canonical_event_type, load_catalog
 from analytics_ingestion.errors import MalformedBody
 from analytics_ingestion.rows import ONE_MICROSECOND, POSTGRES_EPOCH, EventRow
@@ -79,7 +80,7 @@ class Batch:
     @property
     def rows(self) -> list[EventRow]:
         """The rows' values, decoded from their tuples."""
-        return [rows.decode(tuple_) for tuple_ in self.tuples]
+        return [copy_rows.decode(tuple_) for tuple_ in self.tuples]
 
     def reject(self, index: int, error: str, payload: bytes, received_at: datetime) -> None:
         self.rejections.append(Rejection(index, error))
@@ -162,7 +163,7 @@ def decode_batch_per_event(
         except RecursionError:
             batch.reject(index, "nested too deeply", raw, received_at)
         else:
-            batch.tuples.append(rows.encode(row))
+            batch.tuples.append(copy_rows.encode(row))
             batch.row_indexes.append(index)
     return batch
 
@@ -757,7 +758,7 @@ def _fast_decoder(catalog: Catalog) -> _FastDecoder:
             gc=False,  # decoded JSON holds no reference cycles: spare the collector
         )
         plans[struct] = _TypePlan(
-            type_field=rows.text_field(event_type.event_type),
+            type_field=copy_rows.text_field(event_type.event_type),
             key_count=3 + len(event_type.fields) - (len(_SHAPE_A_EXTRAS) - len(extras)),
             float64_fields=tuple(
                 (f.name, f.nullable) for f in event_type.fields if f.type == "float64"
@@ -818,15 +819,15 @@ def decode_batch_fast(
     append = tuples.append
     # Each row's COPY tuple is built here, in rows.COLUMNS order (rows.encode's layout): the
     # loop is hot, so the fields are written inline. Texts repeat: each is encoded once.
-    texts = rows.TextFields()
-    field_count = rows.FIELD_COUNT
-    int64_field = rows.int64_field
+    texts = copy_rows.TextFields()
+    field_count = copy_rows.FIELD_COUNT
+    int64_field = copy_rows.int64_field
     epoch = POSTGRES_EPOCH
     one_microsecond = ONE_MICROSECOND
-    uuid_tag = rows.UUID_FIELD_TAG
-    null = rows.NULL
-    jsonb_prefix = rows.jsonb_prefix
-    received_field = rows.timestamp_field(received_at)
+    uuid_tag = copy_rows.UUID_FIELD_TAG
+    null = copy_rows.NULL
+    jsonb_prefix = copy_rows.jsonb_prefix
+    received_field = copy_rows.timestamp_field(received_at)
     latest = latest or _LATEST_TIMESTAMP
     try:
         for element, raw_event, new_id in zip(elements, raw_events, new_ids, strict=True):
