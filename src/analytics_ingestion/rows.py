@@ -59,14 +59,14 @@ _FIELD_COUNT_WITH_POSITION = (len(COLUMNS) + 1).to_bytes(2, "big")
 _KEY_FIELD_COUNT = len(KEY_COLUMNS).to_bytes(2, "big")
 _KEY_END = 2 + (4 + 8) + (4 + 16)  # field count, timestamp, event_id
 _length = struct.Struct(">i").pack
-int64_field = struct.Struct(">iq").pack  # length 8, then the value
+_int64_field = struct.Struct(">iq").pack  # length 8, then the value
 _int32_field = struct.Struct(">ii").pack
 # jsonb's binary input: the length (with the version byte), version 1, then the JSON text.
 jsonb_prefix = struct.Struct(">iB").pack
 _int64 = struct.Struct(">q").unpack_from
 _int32 = struct.Struct(">i").unpack_from
 # A UUID's field as one integer: its length (16) above its 128 bits; `to_bytes(20)` writes it.
-UUID_FIELD_TAG = 16 << 128
+_UUID_FIELD_TAG = 16 << 128
 
 
 def microseconds(moment: datetime) -> int:
@@ -75,14 +75,19 @@ def microseconds(moment: datetime) -> int:
 
 
 def timestamp_field(moment: datetime) -> bytes:
-    return int64_field(8, microseconds(moment))
+    return _int64_field(8, microseconds(moment))
 
 
 def uuid_field(text: str | None) -> bytes:
     """A UUID given as text, hyphenated or not (known to be well formed)."""
     if text is None:
         return NULL
-    return (UUID_FIELD_TAG | int(text.replace("-", ""), 16)).to_bytes(20, "big")
+    return uuid_value_field(int(text.replace("-", ""), 16))
+
+
+def uuid_value_field(value: int) -> bytes:
+    """A UUID given as its 128-bit value."""
+    return (_UUID_FIELD_TAG | value).to_bytes(20, "big")
 
 
 def text_field(value: str | None) -> bytes:

@@ -818,14 +818,12 @@ def decode_batch_fast(
     tuples: list[bytes] = []
     append = tuples.append
     # Each row's COPY tuple is built here, in rows.COLUMNS order (rows.encode's layout): the
-    # loop is hot, so the fields are written inline. Texts repeat: each is encoded once.
+    # loop is hot, so the field helpers are bound to locals. Texts repeat: each is encoded once.
     texts = copy_rows.TextFields()
     field_count = copy_rows.FIELD_COUNT
-    int64_field = copy_rows.int64_field
-    epoch = POSTGRES_EPOCH
-    one_microsecond = ONE_MICROSECOND
-    uuid_tag = copy_rows.UUID_FIELD_TAG
-    null = copy_rows.NULL
+    timestamp_field = copy_rows.timestamp_field
+    uuid_field = copy_rows.uuid_field
+    uuid_value_field = copy_rows.uuid_value_field
     jsonb_prefix = copy_rows.jsonb_prefix
     received_field = copy_rows.timestamp_field(received_at)
     latest = latest or _LATEST_TIMESTAMP
@@ -861,10 +859,8 @@ def decode_batch_fast(
                     return None
             for name in any_json_fields:
                 keys += duplicate_keys.count_keys(getattr(event, name))
-            if event_id is None or event_id is unset:
-                event_id = new_id
-            else:
-                event_id = int(event_id.replace("-", ""), 16)
+            if user_id is unset:
+                user_id = None
             if hostname is unset:
                 hostname = None
             if environment is unset:
@@ -874,12 +870,12 @@ def decode_batch_fast(
                 b"".join(
                     (
                         field_count,
-                        int64_field(8, (timestamp - epoch) // one_microsecond),
-                        (uuid_tag | event_id).to_bytes(20, "big"),
+                        timestamp_field(timestamp),
+                        uuid_value_field(new_id)
+                        if event_id is None or event_id is unset
+                        else uuid_field(event_id),
                         received_field,
-                        null
-                        if user_id is None or user_id is unset
-                        else (uuid_tag | int(user_id.replace("-", ""), 16)).to_bytes(20, "big"),
+                        uuid_field(user_id),
                         type_field,
                         texts[service],
                         texts[hostname],
