@@ -792,9 +792,13 @@ def decode_batch_fast(
     latest: datetime | None = None,
 ) -> Batch | None:
     """The batch, if every event in it is a valid shape-A event of a catalog type; else None."""
-    # Escapes are rare in the client's JSON (it writes non-ASCII as UTF-8): one search
-    # usually settles it.
-    if b"\\u" in body and (b"\\u0000" in body or b"\\ud" in body or b"\\uD" in body):
+    # Escapes are rare in the client's JSON (it writes non-ASCII as UTF-8): one search for a
+    # backslash (memchr, 20 times faster than searching for two bytes) usually settles it.
+    if (
+        b"\\" in body
+        and b"\\u" in body
+        and (b"\\u0000" in body or b"\\ud" in body or b"\\uD" in body)
+    ):
         return None
     if not body.isascii():
         try:
