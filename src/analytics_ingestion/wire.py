@@ -408,17 +408,15 @@ def _decode_json(raw: bytes, decoder: msgspec.json.Decoder[Any], where: str) -> 
     prefix = f"{where}: " if where else ""
     try:
         return decoder.decode(raw)
-    except UnicodeDecodeError as error:
-        raise EventError(f"{prefix}invalid UTF-8 at byte {error.start}") from None
     except RecursionError:
         raise EventError(f"{prefix}nested too deeply") from None
     except msgspec.ValidationError as error:
         if str(error).startswith(_NUMERIC_OVERFLOW):
             raise EventError(f"{_numeric_overflow_path(raw, where)}: {_NUMERIC_OVERFLOW}") from None
         raise EventError(f"{prefix}{_rephrase(str(error))}") from None
-    except msgspec.DecodeError as error:
-        # msgspec before 0.23 raised UnicodeDecodeError for invalid UTF-8; later versions a
-        # DecodeError without the position: find it.
+    except (msgspec.DecodeError, UnicodeDecodeError) as error:
+        # Invalid UTF-8 raises UnicodeDecodeError before msgspec 0.23, and a DecodeError
+        # without the position since: find it either way.
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError as invalid:
