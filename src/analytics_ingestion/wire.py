@@ -632,18 +632,10 @@ def _idempotent_uuid(idempotency_key: str, index: int) -> uuid.UUID:
 
 def uuid7(unix_ms: int | None = None) -> str:
     """A time-ordered UUID (RFC 9562 version 7): new ids land at the end of the index."""
-    return uuid7s(1, unix_ms)[0]
+    return str(uuid.UUID(int=uuid7_range(1, unix_ms).start))
 
 
 _LAST_GROUP = 2**48 - 1  # the last 12 hex digits
-
-
-def uuid7s(count: int, unix_ms: int | None = None) -> list[str]:
-    """`count` version-7 UUIDs of one millisecond, in increasing order, as text."""
-    ids = uuid7_range(count, unix_ms)
-    text = f"{ids.start:032x}"
-    prefix = f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-"
-    return [f"{prefix}{value & _LAST_GROUP:012x}" for value in ids]
 
 
 def uuid7_range(count: int, unix_ms: int | None = None) -> range:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,7 +18,7 @@ from analytics_ingestion.wire import (
     decode_batch_per_event,
     parse_rfc3339,
     parse_timestamp,
-    uuid7s,
+    uuid7_range,
 )
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -208,7 +209,7 @@ def test_the_quick_timestamp_parse_agrees_with_the_long_way(text: str) -> None:
 
 
 def test_uuid7s_count_up_within_a_batch() -> None:
-    ids = uuid7s(1000, 1_700_000_000_000)
+    ids = [str(uuid.UUID(int=value)) for value in uuid7_range(1000, 1_700_000_000_000)]
     assert ids == sorted(ids)
     assert len(set(ids)) == 1000
     assert all(i[14] == "7" and i[19] in "89ab" for i in ids)
