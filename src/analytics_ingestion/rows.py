@@ -105,22 +105,48 @@ class TextFields(dict[str | None, bytes]):
         return field
 
 
-def encode(row: EventRow) -> bytes:
-    """One row's tuple, in COLUMNS order."""
+def assemble(
+    timestamp: bytes,
+    event_id: bytes,
+    received_at: bytes,
+    user_id: bytes,
+    event_type: bytes,
+    service: bytes,
+    hostname: bytes,
+    environment: bytes,
+    data: bytes,
+) -> bytes:
+    """A tuple from its fields, each already encoded but `data` (the JSON text), in COLUMNS
+    order: the one place that order is written."""
     return b"".join(
         (
             FIELD_COUNT,
-            timestamp_field(row.timestamp),
-            uuid_field(row.event_id),
-            timestamp_field(row.received_at),
-            uuid_field(row.user_id),
-            text_field(row.event_type),
-            text_field(row.service),
-            text_field(row.hostname),
-            text_field(row.environment),
-            jsonb_prefix(len(row.data) + 1, 1),
-            row.data,
+            timestamp,
+            event_id,
+            received_at,
+            user_id,
+            event_type,
+            service,
+            hostname,
+            environment,
+            jsonb_prefix(len(data) + 1, 1),
+            data,
         )
+    )
+
+
+def encode(row: EventRow) -> bytes:
+    """One row's tuple."""
+    return assemble(
+        timestamp_field(row.timestamp),
+        uuid_field(row.event_id),
+        timestamp_field(row.received_at),
+        uuid_field(row.user_id),
+        text_field(row.event_type),
+        text_field(row.service),
+        text_field(row.hostname),
+        text_field(row.environment),
+        row.data,
     )
 
 

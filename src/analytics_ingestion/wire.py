@@ -811,15 +811,14 @@ def decode_batch_fast(
     keys = 0  # as the decoder saw them: an object naming one twice counts it once
     tuples: list[bytes] = []
     append = tuples.append
-    # Each row's COPY tuple is built here, in rows.COLUMNS order (rows.encode's layout): the
-    # loop is hot, so the field helpers are bound to locals. Texts repeat: each is encoded once.
+    # Each row's COPY tuple is built here: the loop is hot, so the field helpers are bound to
+    # locals. Texts repeat: each is encoded once.
     texts = copy_rows.TextFields()
-    field_count = copy_rows.FIELD_COUNT
+    assemble = copy_rows.assemble
     timestamp_field = copy_rows.timestamp_field
     uuid_field = copy_rows.uuid_field
     uuid_value_field = copy_rows.uuid_value_field
-    jsonb_prefix = copy_rows.jsonb_prefix
-    received_field = copy_rows.timestamp_field(received_at)
+    received_field = timestamp_field(received_at)
     latest = latest or _LATEST_TIMESTAMP
     try:
         for element, raw_event, new_id in zip(elements, raw_events, new_ids, strict=True):
@@ -859,24 +858,19 @@ def decode_batch_fast(
                 hostname = None
             if environment is unset:
                 environment = None
-            data = raw_event.event
             append(
-                b"".join(
-                    (
-                        field_count,
-                        timestamp_field(timestamp),
-                        uuid_value_field(new_id)
-                        if event_id is None or event_id is unset
-                        else uuid_field(event_id),
-                        received_field,
-                        uuid_field(user_id),
-                        type_field,
-                        texts[service],
-                        texts[hostname],
-                        texts[environment],
-                        jsonb_prefix(len(data) + 1, 1),
-                        data,
-                    )
+                assemble(
+                    timestamp_field(timestamp),
+                    uuid_value_field(new_id)
+                    if event_id is None or event_id is unset
+                    else uuid_field(event_id),
+                    received_field,
+                    uuid_field(user_id),
+                    type_field,
+                    texts[service],
+                    texts[hostname],
+                    texts[environment],
+                    raw_event.event,
                 )
             )
     except ValueError:  # a timestamp; the per-event path says what is wrong with it
